@@ -1,0 +1,69 @@
+"""The single DynamoDB table: attribute names, index names and key builders.
+
+Both the CDK stack and the test fixtures import this module, so the table that is deployed, the one
+moto creates and the keys the repositories write can never drift apart. Keep it free of boto3.
+"""
+
+from __future__ import annotations
+
+PARTITION_KEY = "pk"
+SORT_KEY = "sk"
+# GSI1: connections by refresh shard, sorted by when their next scheduled refresh is due.
+GSI1_NAME = "gsi1"
+GSI1_PARTITION_KEY = "gsi1pk"
+GSI1_SORT_KEY = "gsi1sk"
+# Items with a TTL attribute (OAuth state, idempotency records, undo records) expire by themselves.
+TTL_ATTRIBUTE = "expires_at"
+
+# Connections are spread over this many GSI1 partitions so a scheduled fan-out never reads one hot key.
+REFRESH_SHARDS = 16
+
+# Table definition in a neutral form: CDK and the moto fixtures each translate it.
+KEY_ATTRIBUTES: dict[str, str] = {
+    PARTITION_KEY: "S",
+    SORT_KEY: "S",
+    GSI1_PARTITION_KEY: "S",
+    GSI1_SORT_KEY: "S",
+}
+GLOBAL_SECONDARY_INDEXES: dict[str, tuple[str, str]] = {
+    GSI1_NAME: (GSI1_PARTITION_KEY, GSI1_SORT_KEY),
+}
+
+
+def business_pk(business_id: str) -> str:
+    return f"BIZ#{business_id}"
+
+
+# A business has at most one bookkeeping connection; this item holds it (create-once).
+CONNECTION_SK = "CONNECTION"
+LICENCE_SK_PREFIX = "LICENCE#"
+ITEM_SK_PREFIX = "ITEM#"
+
+
+def connection_pk(connection_id: str) -> str:
+    return f"CONN#{connection_id}"
+
+
+def item_sk(item_id: str) -> str:
+    return f"{ITEM_SK_PREFIX}{item_id}"
+
+
+def list_pk(connection_id: str, list_type: str) -> str:
+    """One partition per list of one connection: a list is read with a single Query."""
+    return f"CONN#{connection_id}#LIST#{list_type}"
+
+
+def list_state_sk(list_type: str) -> str:
+    """Per-list refresh state (high-water mark, checkpoint, counts) lives beside the connection."""
+    return f"LISTSTATE#{list_type}"
+
+
+def oauth_state_pk(state: str) -> str:
+    return f"OAUTHSTATE#{state}"
+
+
+OAUTH_STATE_SK = "STATE"
+
+
+def refresh_shard_pk(shard: int) -> str:
+    return f"REFRESH#{shard:02d}"
