@@ -1,0 +1,49 @@
+"""List refresh: the scheduled fan-out, the refresh worker (SQS) and the lists API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from ledgerlink.api.http import ERROR_RESPONSES, build_resolver, current_caller
+from ledgerlink.api.schemas import ListPage
+from ledgerlink.observability import logger, metrics, tracer
+from ledgerlink.services.queues import RefreshRequest
+from ledgerlink.wiring import list_service
+
+app = build_resolver()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@app.get("/v1/lists/<list_type>", responses=ERROR_RESPONSES)
+def get_list(
+    list_type: str,
+    status: Annotated[str, Query()] = "active",
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> ListPage:
+    return list_service().page(
+        current_caller(app), list_type, status=status, query=q, cursor=cursor, limit=limit
+    )
+
+
+def refresh_record(record: SQSRecord) -> None:
+    list_service().refresh(RefreshRequest.model_validate_json(record.body))
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
+    if "Records" in event:
+        return process_partial_response(
+            event=event, record_handler=refresh_record, processor=processor, context=context
+        )
+    if event.get("action") == "fan_out":
+        return {"queued": list_service().fan_out()}
+    return app.resolve(event, context)

@@ -1,0 +1,372 @@
+"""What every ledger adapter shares: OAuth through authlib, token use, retries with backoff on 429
+and 5xx honouring Retry-After, error mapping, and the paging loop. Each ledger module fills in only
+its own calls and mappings (template method); its quirks are the named hooks below."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, timedelta
+from typing import Any, ClassVar
+
+import httpx
+from authlib.integrations.httpx_client import OAuth2Client, OAuthError
+
+from ledgerlink.clock import Clock
+from ledgerlink.errors import AuthRevoked, LedgerError, NotFound, RateLimited, Rejected, Unavailable
+from ledgerlink.models.common import ListType
+from ledgerlink.models.connection import Organisation
+from ledgerlink.models.lists import ListRecord
+from ledgerlink.models.publishing import PublishPlan, PublishResult
+from ledgerlink.models.tokens import AppCredentials, TokenSet
+from ledgerlink.observability import logger
+from ledgerlink.providers.config import Capabilities, ProviderConfig
+
+USER_AGENT = "ledgerlink/0.1 (+https://github.com/ledgerlink/ledgerlink)"
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 8.0
+RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
+
+
+@dataclass
+class LedgerSession:
+    """What an API call needs: whose connection, which organisation, and a valid access token.
+
+    ``access_token(force_refresh)`` comes from the token manager, which refreshes under a lease.
+    """
+
+    connection_id: str
+    organisation_id: str | None
+    access_token: Callable[[bool], str]
+
+
+@dataclass
+class ListFetch:
+    """One list as fetched: the records, and what the next incremental fetch starts from."""
+
+    records: list[ListRecord]
+    # True when ``records`` is the whole list, so anything stored but absent was deleted.
+    complete: bool
+    high_water: str | None = None
+    deleted_remote_ids: list[str] = field(default_factory=list)
+    calls: int = 0
+
+
+@dataclass
+class Attachment:
+    file_name: str
+    content_type: str
+    content: bytes
+
+
+class LedgerAdapter(ABC):
+    # Each ledger module declares its production endpoints and what it can do.
+    default_config: ClassVar[ProviderConfig]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(
+        self,
+        *,
+        config: ProviderConfig,
+        credentials: AppCredentials,
+        clock: Clock,
+        sleep: Callable[[float], None],
+        http_transport: httpx.BaseTransport | None = None,
+    ):
+        self.config = config
+        self._credentials = credentials
+        # None: the real network. Tests pass a simulator's transport; nothing patches the network.
+        self._transport = http_transport
+        self._http = httpx.Client(transport=http_transport, timeout=config.request_timeout_seconds)
+        self._clock = clock
+        self._sleep = sleep
+
+    @property
+    def provider(self) -> str:
+        return self.config.name.value
+
+    # --- OAuth ------------------------------------------------------------------------------
+
+    def authorization_url(self, *, redirect_uri: str, state: str, code_verifier: str | None) -> str:
+        assert self.config.authorize_url is not None
+        client = self._oauth_client(redirect_uri=redirect_uri)
+        url, _ = client.create_authorization_url(
+            self.config.authorize_url,
+            state=state,
+            code_verifier=code_verifier if self.config.pkce else None,
+            **self.authorization_parameters(),
+        )
+        return str(url)
+
+    def exchange_code(
+        self, *, code: str, redirect_uri: str, code_verifier: str | None, callback_params: Mapping[str, str]
+    ) -> TokenSet:
+        assert self.config.token_url is not None
+        client = self._oauth_client(redirect_uri=redirect_uri)
+        extra: dict[str, Any] = {}
+        if self.config.pkce and code_verifier:
+            extra["code_verifier"] = code_verifier
+        token = self._call_token_endpoint(
+            lambda: client.fetch_token(
+                self.config.token_url, code=code, grant_type="authorization_code", **extra
+            )
+        )
+        return self.token_set_from(token, callback_params=callback_params)
+
+    def refresh_tokens(self, tokens: TokenSet) -> TokenSet:
+        assert self.config.token_url is not None
+        if tokens.refresh_token is None:
+            raise AuthRevoked("no refresh token was issued; reconnect", provider=self.provider)
+        client = self._oauth_client()
+        token = self._call_token_endpoint(
+            lambda: client.refresh_token(
+                self.config.token_url,
+                refresh_token=tokens.refresh_token.get_secret_value(),  # type: ignore[union-attr]
+            )
+        )
+        refreshed = self.token_set_from(token, callback_params={})
+        # Ledger specifics (realmId, authentication event) survive a refresh.
+        return refreshed.model_copy(update={"extras": {**tokens.extras, **refreshed.extras}})
+
+    def revoke(self, tokens: TokenSet) -> None:
+        """Withdraw the consent at the ledger, where the ledger has a revocation endpoint."""
+        if self.config.revoke_url is None or tokens.refresh_token is None:
+            return
+        client = self._oauth_client()
+        response = client.revoke_token(
+            self.config.revoke_url,
+            token=tokens.refresh_token.get_secret_value(),
+            token_type_hint="refresh_token",
+        )
+        if response.status_code >= 400:
+            logger.warning(
+                "revocation refused by the ledger", provider=self.provider, status=response.status_code
+            )
+
+    def token_set_from(self, token: Mapping[str, Any], *, callback_params: Mapping[str, str]) -> TokenSet:
+        now = self._clock.now()
+        expires_in = int(token.get("expires_in") or 1800)
+        refresh_expires_in = token.get("refresh_token_expires_in") or token.get("x_refresh_token_expires_in")
+        return TokenSet(
+            access_token=token["access_token"],
+            refresh_token=token.get("refresh_token"),
+            expires_at=now + timedelta(seconds=expires_in),
+            refresh_expires_at=now + timedelta(seconds=int(refresh_expires_in))
+            if refresh_expires_in
+            else None,
+            scope=token.get("scope"),
+            extras=self.token_extras(token, callback_params),
+        )
+
+    def _oauth_client(self, redirect_uri: str | None = None) -> OAuth2Client:
+        client = OAuth2Client(
+            client_id=self._credentials.client_id,
+            client_secret=self._credentials.client_secret.get_secret_value(),
+            token_endpoint_auth_method=self.config.token_endpoint_auth_method,
+            revocation_endpoint_auth_method=self.config.token_endpoint_auth_method,
+            scope=" ".join(self.config.scopes) or None,
+            redirect_uri=redirect_uri,
+            code_challenge_method="S256" if self.config.pkce else None,
+            transport=self._transport,
+            timeout=self.config.request_timeout_seconds,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        )
+        client.register_compliance_hook("access_token_response", self._check_token_response)
+        client.register_compliance_hook("refresh_token_response", self._check_token_response)
+        return client
+
+    def _check_token_response(self, response: httpx.Response) -> httpx.Response:
+        # authlib would try to parse a 5xx page or a 429 as a token; turn them into our errors first.
+        if response.status_code == 429:
+            raise RateLimited(
+                "the ledger's token endpoint is rate limiting",
+                retry_after=_retry_after_seconds(response, self._clock) or 60.0,
+                provider=self.provider,
+            )
+        if response.status_code >= 500:
+            raise Unavailable(f"token endpoint answered {response.status_code}", provider=self.provider)
+        if response.status_code == 401:
+            raise LedgerError(
+                "the ledger refused our app credentials (check the app secret)", provider=self.provider
+            )
+        return response
+
+    def _call_token_endpoint(self, call: Callable[[], Any]) -> Mapping[str, Any]:
+        try:
+            return call()  # type: ignore[no-any-return]
+        except OAuthError as error:
+            if error.error == "invalid_grant":
+                raise AuthRevoked(
+                    f"the ledger refused the grant: {error.description or 'invalid_grant'}",
+                    provider=self.provider,
+                ) from error
+            raise LedgerError(f"token request failed: {error.error}", provider=self.provider) from error
+        except httpx.TransportError as error:
+            raise Unavailable(
+                f"token endpoint unreachable: {type(error).__name__}", provider=self.provider
+            ) from error
+
+    # --- API calls -----------------------------------------------------------------------------
+
+    def request(
+        self,
+        session: LedgerSession,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry_safe: bool | None = None,
+    ) -> httpx.Response:
+        """One API call with retries. Reads, and writes that carry an idempotency key
+        (``retry_safe=True``), are retried on 429/5xx/timeouts; other writes are not, because
+        a retry could duplicate them."""
+        safe = method.upper() == "GET" if retry_safe is None else retry_safe
+        force_refresh = False
+        for attempt in range(1, self.config.max_attempts + 1):
+            request_headers = {
+                "Authorization": f"Bearer {session.access_token(force_refresh)}",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+                **self.session_headers(session),
+                **(headers or {}),
+            }
+            last_attempt = attempt == self.config.max_attempts
+            try:
+                response = self._http.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    content=content,
+                    headers=request_headers,
+                    timeout=self.config.request_timeout_seconds,
+                )
+            except httpx.TransportError as error:
+                if safe and not last_attempt:
+                    self._backoff(attempt, reason=type(error).__name__)
+                    continue
+                raise Unavailable(
+                    f"{self.provider} did not answer: {type(error).__name__}", provider=self.provider
+                ) from error
+
+            if response.status_code == 401 and not force_refresh and not last_attempt:
+                force_refresh = True  # the token may have expired early or been rotated elsewhere
+                continue
+            if response.status_code == 429:
+                wait = _retry_after_seconds(response, self._clock)
+                if wait is None:
+                    wait = _backoff_seconds(attempt)
+                if safe and not last_attempt and wait <= self.config.max_inline_wait_seconds:
+                    logger.info("rate limited, waiting", provider=self.provider, retry_after=wait)
+                    self._sleep(wait)
+                    continue
+                raise RateLimited(
+                    f"{self.provider} rate limit reached",
+                    retry_after=wait,
+                    provider=self.provider,
+                    limit=self.rate_limit_name(response),
+                )
+            if response.status_code in RETRYABLE_STATUSES:
+                if safe and not last_attempt:
+                    self._backoff(attempt, reason=str(response.status_code))
+                    continue
+                raise Unavailable(
+                    f"{self.provider} answered {response.status_code}",
+                    provider=self.provider,
+                    status=response.status_code,
+                )
+            if response.status_code >= 400:
+                raise self.map_error(response)
+            return response
+        raise Unavailable(f"{self.provider} kept failing", provider=self.provider)  # pragma: no cover
+
+    def _backoff(self, attempt: int, *, reason: str) -> None:
+        wait = _backoff_seconds(attempt)
+        logger.info("transient ledger failure, backing off", provider=self.provider, reason=reason, wait=wait)
+        self._sleep(wait)
+
+    def map_error(self, response: httpx.Response) -> LedgerError:
+        """Turn a 4xx into our error family. Ledgers override to read their own error format."""
+        status = response.status_code
+        message = f"{self.provider} answered {status}"
+        if status == 401:
+            return AuthRevoked(
+                f"{self.provider} no longer accepts our access", provider=self.provider, status=status
+            )
+        if status == 404:
+            return NotFound(message, provider=self.provider, status=status)
+        return Rejected(message, provider=self.provider, status=status)
+
+    # --- hooks each ledger fills in -------------------------------------------------------------
+
+    def authorization_parameters(self) -> dict[str, str]:
+        """Extra query parameters on the authorize URL."""
+        return {}
+
+    def token_extras(self, token: Mapping[str, Any], callback_params: Mapping[str, str]) -> dict[str, str]:
+        """Ledger specifics worth keeping with the token (realmId, authentication event...)."""
+        return {}
+
+    def session_headers(self, session: LedgerSession) -> dict[str, str]:
+        """Headers that select the organisation (Xero tenant, Sage business)."""
+        return {}
+
+    def rate_limit_name(self, response: httpx.Response) -> str | None:
+        return None
+
+    @abstractmethod
+    def organisations(self, tokens: TokenSet) -> list[Organisation]:
+        """The organisations this consent covers."""
+
+    @abstractmethod
+    def fetch_list(self, session: LedgerSession, list_type: ListType, *, since: str | None) -> ListFetch:
+        """One of the six lists; ``since`` is the high-water mark of the last fetch (None: all)."""
+
+    @abstractmethod
+    def publish(self, session: LedgerSession, plan: PublishPlan) -> PublishResult:
+        """Create the document the plan describes, exactly once (the plan carries the key)."""
+
+    @abstractmethod
+    def attach(
+        self, session: LedgerSession, plan: PublishPlan, result: PublishResult, document: Attachment
+    ) -> str:
+        """Attach the captured document to what ``publish`` created; returns the attachment id."""
+
+    def pages(self, fetch_page: Callable[[int], tuple[list[Any], bool]]) -> Iterator[list[Any]]:
+        """Page numbers from 1 until ``fetch_page`` says it was the last page."""
+        page = 1
+        while True:
+            rows, more = fetch_page(page)
+            yield rows
+            if not more:
+                return
+            page += 1
+
+
+def _backoff_seconds(attempt: int) -> float:
+    # Full jitter keeps many workers from retrying in lockstep.
+    ceiling: float = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+
+
+def _retry_after_seconds(response: httpx.Response, clock: Clock) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - clock.now()).total_seconds())

@@ -1,0 +1,343 @@
+"""Coding resolution: item + party rule + connection settings + imported lists -> PublishPlan.
+
+A pure function (no I/O), so the preview shows exactly what publishing will send, and property
+tests can exercise it. Every value records where it came from, by this precedence:
+manual edit > party rule > captured > connection default > the ledger's own default > missing.
+Problems that would make the ledger refuse the document are found here, before any call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ledgerlink.models.common import ItemType, ListType
+from ledgerlink.models.connection import PublishingSettings
+from ledgerlink.models.items import CapturedItem, Line
+from ledgerlink.models.lists import ListRecord, RecordStatus
+from ledgerlink.models.publishing import PlannedLine, PlanProblem, PublishPlan, Resolved, ValueSource
+from ledgerlink.models.rules import PartyRule
+from ledgerlink.providers.config import Capabilities
+
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+_LEGAL_SUFFIXES = ("limited", "ltd", "plc", "llp", "inc", "llc", "co", "company")
+
+
+def normalise_name(name: str) -> str:
+    """Case, punctuation and legal suffix do not make two suppliers different."""
+    words = _NON_ALNUM.sub(" ", name.lower()).split()
+    while words and words[-1] in _LEGAL_SUFFIXES:
+        words.pop()
+    return " ".join(words)
+
+
+def idempotency_key(business_id: str, item_id: str, revision: int) -> str:
+    """32 hex characters: fits every ledger's key format (Sage wants exactly 32 hex, QuickBooks <= 36)."""
+    return hashlib.sha256(f"{business_id}\x1f{item_id}\x1f{revision}".encode()).hexdigest()[:32]
+
+
+@dataclass
+class ListIndex:
+    """The imported lists of one connection, indexed the ways coding needs."""
+
+    by_id: dict[str, ListRecord] = field(default_factory=dict)
+    contacts_by_name: dict[str, ListRecord] = field(default_factory=dict)
+    categories_by_code: dict[str, ListRecord] = field(default_factory=dict)
+    tax_rates_by_code: dict[str, ListRecord] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, records: Iterable[ListRecord]) -> ListIndex:
+        index = cls()
+        for record in records:
+            index.by_id[record.id] = record
+            if record.list_type == ListType.CONTACTS:
+                key = normalise_name(record.name)
+                current = index.contacts_by_name.get(key)
+                # Prefer an active contact when an archived one has the same name.
+                if current is None or current.status == RecordStatus.ARCHIVED:
+                    index.contacts_by_name[key] = record
+            elif record.list_type == ListType.CATEGORIES and record.code:
+                index.categories_by_code[record.code] = record
+            elif record.list_type == ListType.TAX_RATES and record.code:
+                index.tax_rates_by_code[record.code] = record
+        return index
+
+
+class _Planner:
+    def __init__(
+        self,
+        item: CapturedItem,
+        rule: PartyRule | None,
+        settings: PublishingSettings,
+        lists: ListIndex,
+        capabilities: Capabilities,
+    ):
+        self.item = item
+        self.rule = rule
+        self.settings = settings
+        self.lists = lists
+        self.capabilities = capabilities
+        self.edited = set(item.edited_fields)
+        self.problems: list[PlanProblem] = []
+
+    def problem(self, code: str, message: str, hint: str, field_name: str | None = None) -> None:
+        self.problems.append(PlanProblem(code=code, message=message, hint=hint, field=field_name))
+
+    def resolved(self, record: ListRecord, source: ValueSource) -> Resolved:
+        return Resolved(
+            record_id=record.id,
+            remote_id=record.remote_id,
+            code=record.code,
+            name=record.name,
+            dimension_remote_id=record.dimension_remote_id,
+            source=source,
+        )
+
+    def pick(
+        self, name: str, captured: str | None, list_type: ListType, field_path: str
+    ) -> tuple[ListRecord, ValueSource] | None:
+        """The record chosen for ``name`` by a manual edit, the party rule, or the capture."""
+        rule_value = getattr(self.rule, name, None) if self.rule else None
+        candidates: list[tuple[str | None, ValueSource]] = []
+        if name in self.edited:
+            candidates.append((captured, ValueSource.MANUAL))
+        candidates += [(rule_value, ValueSource.SUPPLIER_RULE), (captured, ValueSource.CAPTURED)]
+        for record_id_value, source in candidates:
+            if record_id_value is None:
+                continue
+            record = self.lists.by_id.get(record_id_value)
+            if record is None or record.list_type != list_type:
+                self.problem(
+                    "unknown_reference",
+                    f"{field_path} refers to {record_id_value}, which is not in the imported {list_type} list",
+                    "Refresh the lists or choose another value.",
+                    field_path,
+                )
+                return None
+            return record, source
+        return None
+
+    def contact(self) -> Resolved:
+        party = self.item.party
+        if self.item.type == ItemType.EXPENSE_CLAIM and self.item.claimant is not None:
+            name = self.item.claimant.name
+            found = self.lists.contacts_by_name.get(normalise_name(name))
+            if found is not None:
+                return self.resolved(found, ValueSource.LEDGER_DEFAULT)
+            return Resolved(name=name, source=ValueSource.CAPTURED)
+        assert party is not None  # CapturedItem guarantees a party for cost and sales items
+        role = "customer" if self.item.type == ItemType.SALES else "supplier"
+        linked = self.pick("contact", party.id, ListType.CONTACTS, role) if (party.id or self.rule) else None
+        if linked is not None:
+            record, source = linked
+            if role in self.edited:
+                source = ValueSource.MANUAL
+        else:
+            record = self.lists.contacts_by_name.get(normalise_name(party.name))  # type: ignore[assignment]
+            source = ValueSource.LEDGER_DEFAULT
+            if record is None:
+                # Unknown to the ledger: it will be created (once) under the captured name.
+                return Resolved(name=party.name, remote_id=party.remote_id, source=ValueSource.CAPTURED)
+        if record.status == RecordStatus.ARCHIVED:
+            self.problem(
+                "archived_contact",
+                f"The {role} {record.name} is archived in the ledger",
+                f"Restore the {role} in the ledger or pick another one, then publish again.",
+                role,
+            )
+        return self.resolved(record, source)
+
+    def category(self, line: Line, index: int, contact: Resolved) -> Resolved:
+        path = f"lines[{index}].category"
+        picked = self.pick("category", line.category, ListType.CATEGORIES, path)
+        record: ListRecord | None = None
+        source = ValueSource.MISSING
+        if picked is not None:
+            record, source = picked
+        else:
+            contact_record = self.lists.by_id.get(contact.record_id or "")
+            default_code = contact_record.default_category_code if contact_record else None
+            product = self.lists.by_id.get(line.product or "")
+            if product is not None:
+                default_code = (
+                    product.sales_category_code
+                    if self.item.type == ItemType.SALES
+                    else product.purchase_category_code
+                ) or default_code
+            if default_code and default_code in self.lists.categories_by_code:
+                record, source = self.lists.categories_by_code[default_code], ValueSource.LEDGER_DEFAULT
+        if record is None:
+            if not any(p.field == path for p in self.problems):
+                self.problem(
+                    "missing_category",
+                    f"Line {index + 1} has no category",
+                    "Choose a category for the line, or add a supplier rule with a default category.",
+                    path,
+                )
+            return Resolved(source=ValueSource.MISSING)
+        if record.status == RecordStatus.ARCHIVED:
+            self.problem(
+                "archived_category",
+                f"The category {record.name} is archived in the ledger",
+                "Choose an active category.",
+                path,
+            )
+        elif record.usable_for and self.item.type not in record.usable_for:
+            self.problem(
+                "category_not_allowed",
+                f"The category {record.name} cannot be used for a {self.item.type.value.replace('_', ' ')} item",
+                "Choose a category of the right kind (e.g. an expense account for a cost).",
+                path,
+            )
+        return self.resolved(record, source)
+
+    def tax_rate(self, line: Line, index: int, category: Resolved, contact: Resolved) -> Resolved:
+        path = f"lines[{index}].tax_rate"
+        picked = self.pick("tax_rate", line.tax_rate, ListType.TAX_RATES, path)
+        record: ListRecord | None = None
+        source = ValueSource.MISSING
+        if picked is not None:
+            record, source = picked
+        elif self.settings.default_tax_rate and self.settings.default_tax_rate in self.lists.by_id:
+            record, source = self.lists.by_id[self.settings.default_tax_rate], ValueSource.CONNECTION_DEFAULT
+        else:
+            for owner in (contact, category):
+                owner_record = self.lists.by_id.get(owner.record_id or "")
+                code = owner_record.default_tax_code if owner_record else None
+                if code and code in self.lists.tax_rates_by_code:
+                    record, source = self.lists.tax_rates_by_code[code], ValueSource.LEDGER_DEFAULT
+                    break
+        if record is None:
+            if not any(p.field == path for p in self.problems):
+                self.problem(
+                    "missing_tax_rate",
+                    f"Line {index + 1} has no tax rate",
+                    "Choose a tax rate, or set a default tax rate in the connection's settings.",
+                    path,
+                )
+            return Resolved(source=ValueSource.MISSING)
+        if record.status == RecordStatus.ARCHIVED:
+            self.problem(
+                "archived_tax_rate",
+                f"The tax rate {record.name} is no longer active",
+                "Choose an active tax rate.",
+                path,
+            )
+        elif record.applies_to and self.item.type not in record.applies_to:
+            self.problem(
+                "tax_rate_not_allowed",
+                f"The tax rate {record.name} cannot be used on a {self.item.type.value.replace('_', ' ')} item",
+                "Choose a purchase tax rate for costs and a sales tax rate for sales.",
+                path,
+            )
+        return self.resolved(record, source)
+
+    def optional(self, name: str, captured: str | None, list_type: ListType, path: str) -> Resolved | None:
+        picked = self.pick(name, captured, list_type, path)
+        if picked is None:
+            return None
+        record, source = picked
+        if record.status == RecordStatus.ARCHIVED:
+            self.problem(
+                f"archived_{name}", f"{record.name} is archived in the ledger", "Choose an active one.", path
+            )
+        return self.resolved(record, source)
+
+    def destination(self) -> str:
+        item_type = self.item.type
+        choices = self.capabilities.destinations.get(item_type, ())
+        for value in (
+            self.item.destination,
+            self.rule.destination if self.rule else None,
+            self.settings.destinations.get(item_type),
+            self.capabilities.default_destinations.get(item_type),
+        ):
+            if value is None:
+                continue
+            if value not in choices:
+                self.problem(
+                    "unsupported_destination",
+                    f"{self.capabilities.display_name} has no destination {value!r} for {item_type.value} items",
+                    f"Choose one of: {', '.join(choices)}.",
+                    "destination",
+                )
+            return value
+        self.problem(
+            "no_destination",
+            f"{self.capabilities.display_name} cannot take {item_type.value} items",
+            "Publish this item somewhere else.",
+            "type",
+        )
+        return ""
+
+    def bank_account(self) -> Resolved | None:
+        if self.item.paid is None:
+            return None
+        resolved = self.optional(
+            "bank_account", self.item.paid.bank_account, ListType.BANK_ACCOUNTS, "paid.bank_account"
+        )
+        if resolved is None and self.settings.bank_match and self.capabilities.bank_match:
+            self.problem(
+                "missing_bank_account",
+                "This item is paid but no bank account is set for its payment method",
+                "Choose the bank account it was paid from, or turn Bank match off.",
+                "paid.bank_account",
+            )
+        return resolved
+
+
+def build_publish_plan(
+    *,
+    business_id: str,
+    item: CapturedItem,
+    revision: int,
+    rule: PartyRule | None,
+    settings: PublishingSettings,
+    lists: ListIndex,
+    capabilities: Capabilities,
+) -> PublishPlan:
+    planner = _Planner(item, rule, settings, lists, capabilities)
+    destination = planner.destination()
+    contact = planner.contact()
+    lines = []
+    for index, line in enumerate(item.lines):
+        category = planner.category(line, index, contact)
+        lines.append(
+            PlannedLine(
+                description=line.description,
+                quantity=float(line.quantity),
+                amount=line.amount,
+                tax_amount=line.tax_amount,
+                category=category,
+                tax_rate=planner.tax_rate(line, index, category, contact),
+                project=planner.optional(
+                    "project", line.project, ListType.PROJECTS, f"lines[{index}].project"
+                ),
+                project_2=planner.optional(
+                    "project_2", line.project_2, ListType.PROJECTS, f"lines[{index}].project_2"
+                ),
+                product=planner.optional("product", line.product, ListType.ITEMS, f"lines[{index}].product"),
+            )
+        )
+    return PublishPlan(
+        item_id=item.id,
+        revision=revision,
+        provider=capabilities.provider,
+        item_type=item.type,
+        destination=destination,
+        contact=contact,
+        date=item.date,
+        due_date=item.due_date,
+        reference=item.reference,
+        currency=item.currency,
+        net=item.totals.net,
+        tax=item.totals.tax,
+        gross=item.totals.gross,
+        lines=lines,
+        bank_account=planner.bank_account(),
+        document=item.document,
+        idempotency_key=idempotency_key(business_id, item.id, revision),
+        problems=planner.problems,
+    )

@@ -1,0 +1,101 @@
+"""Builds each function's service from the current runtime, once per container.
+
+Handlers call these factories inside the request (never at import), so tests and the local runtime
+that install their own ``Runtime`` get services wired to moto and the simulators.
+"""
+
+from __future__ import annotations
+
+from ledgerlink.runtime import Runtime, current_runtime
+from ledgerlink.services.connection_status import ConnectionStatusKeeper
+from ledgerlink.services.connections import ConnectionService
+from ledgerlink.services.events import EventPublisher
+from ledgerlink.services.ledgers import Ledgers
+from ledgerlink.services.lists import ListService
+from ledgerlink.services.publishing import PublishingService
+from ledgerlink.services.queues import PublishQueue, RefreshQueue
+from ledgerlink.settings import CommonSettings, ConnectionSettings, PublishSettings, RefreshSettings
+from ledgerlink.storage.connections import ConnectionRepository
+from ledgerlink.storage.dynamo import Table
+from ledgerlink.storage.items import ItemRepository
+from ledgerlink.storage.lists import ListRepository
+from ledgerlink.storage.oauth_state import OAuthStateRepository
+
+
+def _table(runtime: Runtime, settings: CommonSettings) -> Table:
+    return runtime.memo(
+        ("table", settings.table_name), lambda: Table(runtime.aws_client("dynamodb"), settings.table_name)
+    )
+
+
+def _common(
+    runtime: Runtime, settings: CommonSettings
+) -> tuple[ConnectionRepository, Ledgers, EventPublisher, ConnectionStatusKeeper]:
+    table = _table(runtime, settings)
+    connections = ConnectionRepository(table)
+    ledgers = runtime.memo("ledgers", lambda: Ledgers(settings, runtime, connections))
+    events = EventPublisher(runtime.aws_client("events"), settings.event_bus_name)
+    return connections, ledgers, events, ConnectionStatusKeeper(connections, events, runtime.clock)
+
+
+def connection_service() -> ConnectionService:
+    runtime = current_runtime()
+
+    def build() -> ConnectionService:
+        settings = runtime.settings(ConnectionSettings)
+        connections, ledgers, _events, status = _common(runtime, settings)
+        return ConnectionService(
+            settings=settings,
+            connections=connections,
+            states=OAuthStateRepository(_table(runtime, settings)),
+            ledgers=ledgers,
+            status=status,
+            refresh_queue=RefreshQueue(runtime.aws_client("sqs"), settings.refresh_queue_url),
+            clock=runtime.clock,
+        )
+
+    return runtime.memo("connection_service", build)
+
+
+def list_service() -> ListService:
+    runtime = current_runtime()
+
+    def build() -> ListService:
+        settings = runtime.settings(RefreshSettings)
+        connections, ledgers, events, status = _common(runtime, settings)
+        table = _table(runtime, settings)
+        return ListService(
+            connections=connections,
+            lists=ListRepository(table),
+            ledgers=ledgers,
+            status=status,
+            events=events,
+            clock=runtime.clock,
+            refresh_queue=RefreshQueue(runtime.aws_client("sqs"), settings.refresh_queue_url),
+            table=table,
+        )
+
+    return runtime.memo("list_service", build)
+
+
+def publishing_service() -> PublishingService:
+    runtime = current_runtime()
+
+    def build() -> PublishingService:
+        settings = runtime.settings(PublishSettings)
+        connections, ledgers, events, status = _common(runtime, settings)
+        table = _table(runtime, settings)
+        return PublishingService(
+            items=ItemRepository(table),
+            connections=connections,
+            lists=ListRepository(table),
+            ledgers=ledgers,
+            status=status,
+            events=events,
+            queue=PublishQueue(runtime.aws_client("sqs"), settings.publish_queue_url),
+            documents=runtime.aws_client("s3"),
+            documents_bucket=settings.documents_bucket,
+            clock=runtime.clock,
+        )
+
+    return runtime.memo("publishing_service", build)
