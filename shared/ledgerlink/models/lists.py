@@ -31,7 +31,7 @@ class RecordStatus(StrEnum):
 def record_id(connection_id: str, list_type: ListType, remote_id: str) -> str:
     """Our id for a list record: stable across refreshes, and says which list it belongs to."""
     digest = hashlib.sha256(f"{connection_id}\x1f{list_type}\x1f{remote_id}".encode()).digest()
-    return f"{RECORD_ID_PREFIX[list_type]}_{base64.b32encode(digest[:12]).decode().lower()}"
+    return f"{RECORD_ID_PREFIX[list_type]}_{base64.b32encode(digest[:15]).decode().lower()}"
 
 
 def list_type_of(record_id_value: str) -> ListType | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -13,7 +14,11 @@ from datetime import UTC, timedelta
 from typing import Any, ClassVar
 
 import httpx
-from authlib.integrations.httpx_client import OAuth2Client, OAuthError
+
+# authlib warns that it prefers httpx2; we keep httpx on purpose (DESIGN §4: httpx2 escapes the
+# transports our tests inject), so the warning is noise on every cold start.
+warnings.filterwarnings("ignore", message="The httpx module is deprecated", module="authlib")
+from authlib.integrations.httpx_client import OAuth2Client, OAuthError  # noqa: E402
 
 from ledgerlink.clock import Clock
 from ledgerlink.errors import AuthRevoked, LedgerError, NotFound, RateLimited, Rejected, Unavailable

@@ -1,0 +1,75 @@
+"""Numbers and names the stack is built from, in one place so the trade-offs are visible together.
+
+Plain Python (no CDK import): the tests and the local runtime may read these without starting jsii.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import MappingProxyType
+
+from infra.api_routes import FunctionName
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_PACKAGE_DIR = REPO_ROOT / "shared" / "ledgerlink"  # becomes <layer>/python/ledgerlink
+FUNCTIONS_DIR = REPO_ROOT / "functions"  # functions/<name>/handler.py, handler "handler.handler"
+HANDLER = "handler.handler"
+# Never ship bytecode or caches: they differ per machine and would change the asset hash.
+ASSET_EXCLUDES = ("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")
+
+STACK_ID = "Ledgerlink"
+EVENT_BUS_NAME = "ledgerlink"
+METRICS_NAMESPACE = "ledgerlink"
+
+# Secrets Manager names (see DESIGN §5). The functions' settings carry SECRETS_PREFIX and derive the rest.
+SECRETS_PREFIX = "ledgerlink/"
+APP_SECRETS_PREFIX = f"{SECRETS_PREFIX}apps/"  # one per ledger, filled in by the operator
+CONNECTION_SECRETS_PREFIX = f"{SECRETS_PREFIX}connections/"  # one per connection, created at run time
+
+# --- Functions -------------------------------------------------------------------------------------
+# Memory also buys CPU: the handlers' cold import is ~430 ms of CPU-bound work (DESIGN §10).
+FUNCTION_MEMORY_MB = 1024
+# API-only functions stop at API Gateway's 29 s integration limit anyway. The two queue consumers get
+# the time a batch of ten needs when a ledger answers slowly and asks us to back off.
+FUNCTION_TIMEOUT_SECONDS: MappingProxyType[FunctionName, int] = MappingProxyType(
+    {
+        FunctionName.OAUTH_CALLBACK: 29,
+        FunctionName.MERGE_LISTS: 29,
+        FunctionName.REFRESH_LISTS: 300,  # a full list import pages through thousands of records
+        FunctionName.PUBLISH_ITEM: 120,
+    }
+)
+
+# --- Queues ----------------------------------------------------------------------------------------
+SQS_BATCH_SIZE = 10
+DLQ_MAX_RECEIVE_COUNT = 5  # sandbox/aws_resources.py mirrors this for the local runtime
+# AWS guidance for Lambda consumers: visibility timeout at least six times the function timeout, so a
+# batch that is retried by Lambda's poller is not made visible again while it is still being worked on.
+VISIBILITY_TIMEOUT_FACTOR = 6
+DLQ_RETENTION_DAYS = 14  # the SQS maximum: time for a human to look at what failed
+# Refresh workers call the ledgers' list endpoints; five at a time keeps us inside every ledger's
+# per-app rate budget while the schedule fans out across thousands of connections.
+REFRESH_MAX_CONCURRENCY = 5
+# Publishing is already serialised per business by the FIFO message group; this caps how many
+# businesses are worked on at once (Lambda's minimum for an SQS event source is 2).
+PUBLISH_MAX_CONCURRENCY = 20
+
+
+def visibility_timeout_seconds(consumer: FunctionName) -> int:
+    return VISIBILITY_TIMEOUT_FACTOR * FUNCTION_TIMEOUT_SECONDS[consumer]
+
+
+# --- Schedule --------------------------------------------------------------------------------------
+REFRESH_SCHEDULE_MINUTES = 5
+# refresh_lists tells a schedule tick from an API or SQS event by this constant input.
+REFRESH_SCHEDULE_INPUT: MappingProxyType[str, str] = MappingProxyType(
+    {"source": "ledgerlink.schedule", "action": "fan_out"}
+)
+
+# --- API -------------------------------------------------------------------------------------------
+API_STAGE_NAME = "prod"
+API_THROTTLE_RATE_PER_SECOND = 50
+API_THROTTLE_BURST = 100
+# Cognito custom attributes carried in the ID token; the API trusts them for business scope and role.
+COGNITO_BUSINESS_ID_ATTRIBUTE = "business_id"
+COGNITO_ROLE_ATTRIBUTE = "role"

@@ -1,0 +1,98 @@
+"""Deploy-time options, the permissions data and the layer bundler, without a synth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.api_routes import FunctionName
+from infra.jsii_env import configure_jsii_environment
+from infra.options import (
+    ALLOWED_RETURN_ORIGINS_CONTEXT,
+    BUNDLE_LAYER_DEPENDENCIES_CONTEXT,
+    TOKEN_STORE_CONTEXT,
+    DeploymentOptions,
+)
+from infra.permissions import PERMISSIONS, Caller, Resource, handler_actions
+
+pytestmark = pytest.mark.infra
+
+
+class FakeNode:
+    def __init__(self, context: dict[str, Any]) -> None:
+        self._context = context
+
+    def try_get_context(self, key: str) -> Any:
+        return self._context.get(key)
+
+
+def test_options_default_to_per_ledger_tokens_and_no_wheels() -> None:
+    assert DeploymentOptions.from_context(FakeNode({})) == DeploymentOptions()  # type: ignore[arg-type]
+    assert DeploymentOptions().token_store == "per-ledger"
+    assert DeploymentOptions().bundle_layer_dependencies is False
+
+
+def test_options_accept_command_line_strings() -> None:
+    node = FakeNode(
+        {
+            TOKEN_STORE_CONTEXT: "dynamodb-kms",
+            ALLOWED_RETURN_ORIGINS_CONTEXT: "https://app.example.com, https://admin.example.com",
+            BUNDLE_LAYER_DEPENDENCIES_CONTEXT: "true",
+        }
+    )
+    options = DeploymentOptions.from_context(node)  # type: ignore[arg-type]
+    assert options == DeploymentOptions(
+        token_store="dynamodb-kms",
+        allowed_return_origins=("https://app.example.com", "https://admin.example.com"),
+        bundle_layer_dependencies=True,
+    )
+
+
+def test_an_unknown_token_store_fails_the_synth() -> None:
+    with pytest.raises(ValueError, match="ledgerlink:tokenStore"):
+        DeploymentOptions.from_context(FakeNode({TOKEN_STORE_CONTEXT: "vault"}))  # type: ignore[arg-type]
+
+
+def test_every_function_has_permissions_and_the_runtime_grants() -> None:
+    assert set(PERMISSIONS) == set(FunctionName)
+    for grants in PERMISSIONS.values():
+        runtime = {grant.resource for grant in grants if grant.caller is Caller.LAMBDA_RUNTIME}
+        assert runtime == {Resource.OWN_LOG_GROUP, Resource.ANY}
+        assert all(
+            grant.resource is not Resource.ANY or grant.caller is Caller.LAMBDA_RUNTIME for grant in grants
+        )
+
+
+def test_handler_actions_leave_out_what_lambda_and_aws_services_do_for_the_function() -> None:
+    assert handler_actions(FunctionName.MERGE_LISTS) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:Query",
+        "dynamodb:ConditionCheckItem",
+        "events:PutEvents",
+    }
+    assert "sqs:ReceiveMessage" not in handler_actions(FunctionName.PUBLISH_ITEM)
+    assert "sqs:ChangeMessageVisibility" in handler_actions(FunctionName.PUBLISH_ITEM)
+
+
+def test_bundler_copies_the_package_and_refuses_wheels_until_implemented(tmp_path: Path) -> None:
+    configure_jsii_environment()
+    from infra.constants import SHARED_PACKAGE_DIR
+    from infra.constructs.layer import SharedPackageBundler
+
+    package = tmp_path / "src" / "ledgerlink"
+    (package / "__pycache__").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"")
+
+    assert SharedPackageBundler(package).try_bundle(str(tmp_path / "out"), None)  # type: ignore[arg-type]
+    assert (tmp_path / "out" / "python" / "ledgerlink" / "__init__.py").is_file()
+    assert not (tmp_path / "out" / "python" / "ledgerlink" / "__pycache__").exists()
+
+    with pytest.raises(NotImplementedError, match="bundleLayerDependencies"):
+        SharedPackageBundler(package, include_dependencies=True).try_bundle(str(tmp_path / "wheels"), None)  # type: ignore[arg-type]
+    assert SHARED_PACKAGE_DIR.name == "ledgerlink"
