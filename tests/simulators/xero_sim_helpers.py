@@ -1,0 +1,95 @@
+"""Helpers shared by the simulator tests (imported by conftest and the test modules)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from sandbox.simulators.harness import DEFAULT_APP
+
+# A Monday morning; the seeded Demo Company is locked up to 30 June 2026.
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+# Any origin works in-process; a made-up one keeps real hosts out of the tests.
+BASE_URL = "http://xero.sandbox.test"
+REDIRECT_URI = "http://127.0.0.1:8765/v1/oauth/xero/callback"
+BASIC_AUTH = (DEFAULT_APP.client_id, DEFAULT_APP.client_secret or "")
+SCOPE = ("openid profile email offline_access accounting.settings accounting.contacts accounting.invoices "
+         "accounting.payments accounting.banktransactions accounting.attachments")
+
+
+class XeroApi:
+    """A thin client for the Accounting API with the bearer token and tenant header filled in."""
+
+    def __init__(self, http: httpx.Client, access_token: str, tenant_id: str) -> None:
+        self.http = http
+        self.access_token = access_token
+        self.tenant_id = tenant_id
+
+    def headers(self, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}", "xero-tenant-id": self.tenant_id,
+                "Accept": "application/json", **extra}
+
+    def request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
+                **kwargs: Any) -> httpx.Response:
+        url = path if path.startswith("/projects.xro") else f"/api.xro/2.0/{path.lstrip('/')}"
+        return self.http.request(method, url, headers=self.headers(**(headers or {})), **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PUT", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def authorize_url(challenge: str | None, *, state: str = "st-123", scope: str = SCOPE,
+                  redirect_uri: str = REDIRECT_URI, client_id: str = DEFAULT_APP.client_id) -> str:
+    params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "scope": scope,
+              "state": state}
+    if challenge:
+        params |= {"code_challenge": challenge, "code_challenge_method": "S256"}
+    return "/identity/connect/authorize?" + str(httpx.QueryParams(params))
+
+
+def redirect_query(response: httpx.Response) -> dict[str, str]:
+    assert response.status_code == 302, response.text
+    location = response.headers["Location"]
+    assert location.startswith(REDIRECT_URI)
+    return {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
+
+
+def exchange_code(http: httpx.Client, code: str, verifier: str | None, *,
+                  redirect_uri: str = REDIRECT_URI, auth: tuple[str, str] = BASIC_AUTH) -> httpx.Response:
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+    if verifier:
+        form["code_verifier"] = verifier
+    return http.post("/connect/token", data=form, auth=auth)
+
+
+def refresh(http: httpx.Client, refresh_token: str) -> httpx.Response:
+    return http.post("/connect/token", data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+                     auth=BASIC_AUTH)
+
+
+def bill(contact_id: str, **overrides: Any) -> dict[str, Any]:
+    """A valid ACCPAY bill for the Demo Company, overridable field by field."""
+    line = {"Description": "Printer paper", "Quantity": 1, "UnitAmount": 120.00, "AccountCode": "429",
+            "TaxType": "INPUT2", "Tracking": [{"Name": "Region", "Option": "North"}]}
+    line |= overrides.pop("line", {})
+    return {"Type": "ACCPAY", "Contact": {"ContactID": contact_id}, "Date": "2026-10-30", "DueDate": "2026-11-29",
+            "InvoiceNumber": "SUP-INV-881", "LineAmountTypes": "Inclusive", "Status": "AUTHORISED",
+            "CurrencyCode": "GBP", "LineItems": [line], **overrides}
