@@ -35,11 +35,11 @@ def start_connect(request: ConnectRequest) -> ConnectStarted:
 
 
 @app.get("/v1/oauth/callback", responses=ERROR_RESPONSES)
-def oauth_callback() -> Response[CallbackResult] | CallbackResult:
+def oauth_callback() -> Response[CallbackResult | None]:
     result = connection_service().complete_oauth(app.current_event.query_string_parameters or {})
-    if result.redirect_to:
+    if result.redirect_to:  # back to the capture product's page, which asked for it
         return Response(status_code=302, headers={"Location": result.redirect_to}, body=None)
-    return result
+    return Response(status_code=200, content_type="application/json", body=result)
 
 
 @app.get("/v1/connection", responses=ERROR_RESPONSES)

@@ -15,7 +15,8 @@ from ledgerlink.observability import logger, metrics, tracer
 from ledgerlink.wiring import publishing_service
 
 app = build_resolver()
-processor = BatchProcessor(event_type=EventType.SQS)
+# Report failures per message, even when all fail: SQS redelivers exactly those.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @app.post("/v1/items", status_code=201, responses=ERROR_RESPONSES)

@@ -16,7 +16,8 @@ from ledgerlink.services.queues import RefreshRequest
 from ledgerlink.wiring import list_service
 
 app = build_resolver()
-processor = BatchProcessor(event_type=EventType.SQS)
+# Report failures per message, even when all fail: SQS redelivers exactly those.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @app.get("/v1/lists/<list_type>", responses=ERROR_RESPONSES)

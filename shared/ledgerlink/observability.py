@@ -3,8 +3,15 @@ environment variables (service name, log level, metrics namespace)."""
 
 from __future__ import annotations
 
+import logging
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 logger = Logger(service="ledgerlink")
 tracer = Tracer(service="ledgerlink")
 metrics = Metrics(namespace="ledgerlink", service="ledgerlink")
+
+# These libraries log whole request and response payloads at DEBUG (botocore would print every
+# Secrets Manager value, httpcore every header): never let them, whatever the root level is.
+for _library in ("botocore", "boto3", "urllib3", "httpcore", "s3transfer"):
+    logging.getLogger(_library).setLevel(logging.INFO)

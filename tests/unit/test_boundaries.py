@@ -22,25 +22,40 @@ def test_the_layer_imports_nothing_from_functions_sandbox_infra_or_tests():
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [node.module]
-            offenders += [f"{path.relative_to(LAYER)}: {name}" for name in names if name.split(".")[0] in FORBIDDEN_ROOTS]
+            offenders += [
+                f"{path.relative_to(LAYER)}: {name}"
+                for name in names
+                if name.split(".")[0] in FORBIDDEN_ROOTS
+            ]
     assert offenders == []
 
 
 def test_errors_render_in_the_one_format():
-    assert ConnectionExists("already connected").body() == {"error": {"code": "connection_exists", "message": "already connected"}}
+    assert ConnectionExists("already connected").body() == {
+        "error": {"code": "connection_exists", "message": "already connected"}
+    }
     assert ConnectionExists.status == 409
 
 
 def test_caller_comes_from_authorizer_claims_plain_or_cognito_custom():
-    plain = {"requestContext": {"authorizer": {"claims": {"sub": "u1", "business_id": "b1", "role": "admin"}}}}
-    cognito = {"requestContext": {"authorizer": {"claims": {"sub": "u1", "custom:business_id": "b1", "custom:role": "standard"}}}}
+    plain = {
+        "requestContext": {"authorizer": {"claims": {"sub": "u1", "business_id": "b1", "role": "admin"}}}
+    }
+    cognito = {
+        "requestContext": {
+            "authorizer": {"claims": {"sub": "u1", "custom:business_id": "b1", "custom:role": "standard"}}
+        }
+    }
     assert caller_from_event(plain).role == Role.ADMIN
     assert caller_from_event(cognito).role == Role.STANDARD
 
 
 def test_missing_or_partial_identity_is_unauthenticated():
-    for event in ({}, {"requestContext": {"authorizer": {"claims": {"sub": "u1", "role": "admin"}}}},
-                  {"requestContext": {"authorizer": {"claims": {"sub": "u1", "business_id": "b", "role": "owner"}}}}):
+    for event in (
+        {},
+        {"requestContext": {"authorizer": {"claims": {"sub": "u1", "role": "admin"}}}},
+        {"requestContext": {"authorizer": {"claims": {"sub": "u1", "business_id": "b", "role": "owner"}}}},
+    ):
         try:
             caller_from_event(event)
         except NotAuthenticated:

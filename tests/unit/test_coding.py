@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from ledgerlink.models.connection import PublishingSettings
+from ledgerlink.models.lists import normalise_name
 from ledgerlink.models.publishing import ValueSource
 from ledgerlink.models.rules import PartyRule
 from ledgerlink.providers.xero import XeroAdapter
-from ledgerlink.services.coding import ListIndex, build_publish_plan, idempotency_key, normalise_name
+from ledgerlink.services.coding import ListIndex, build_publish_plan, idempotency_key
+
 from tests.unit.factories import (
     ALL_RECORDS,
     CURRENT_ACCOUNT,
@@ -63,7 +64,10 @@ def test_supplier_found_by_normalised_name_supplies_the_ledger_defaults():
 def test_a_supplier_rule_beats_the_capture_but_not_a_manual_edit():
     rule = PartyRule(name="Office Supplies Ltd", category=STATIONERY.id)
     by_rule = plan_for(cost_item(line={"category": EXPENSES.id}), rule=rule)
-    assert (by_rule.lines[0].category.code, by_rule.lines[0].category.source) == ("461", ValueSource.SUPPLIER_RULE)
+    assert (by_rule.lines[0].category.code, by_rule.lines[0].category.source) == (
+        "461",
+        ValueSource.SUPPLIER_RULE,
+    )
     edited = plan_for(cost_item(line={"category": EXPENSES.id}, edited_fields=["category"]), rule=rule)
     assert (edited.lines[0].category.code, edited.lines[0].category.source) == ("429", ValueSource.MANUAL)
 
@@ -78,7 +82,12 @@ def test_connection_default_tax_never_overwrites_a_rule_or_a_manual_edit():
 
 
 def test_unknown_supplier_is_sent_by_name_to_be_created():
-    plan = plan_for(cost_item(supplier={"name": "Brand New Supplies"}, line={"category": EXPENSES.id, "tax_rate": VAT_ON_EXPENSES.id}))
+    plan = plan_for(
+        cost_item(
+            supplier={"name": "Brand New Supplies"},
+            line={"category": EXPENSES.id, "tax_rate": VAT_ON_EXPENSES.id},
+        )
+    )
     assert plan.ready
     assert plan.contact.remote_id is None
     assert plan.contact.name == "Brand New Supplies"
@@ -88,12 +97,41 @@ def test_unknown_supplier_is_sent_by_name_to_be_created():
     ("item", "code", "field"),
     [
         (cost_item(supplier={"name": "Nobody Known"}), "missing_category", "lines[0].category"),
-        (cost_item(line={"category": OLD_ACCOUNT.id, "tax_rate": VAT_ON_EXPENSES.id}), "archived_category", "lines[0].category"),
-        (cost_item(line={"category": SALES.id, "tax_rate": VAT_ON_EXPENSES.id}), "category_not_allowed", "lines[0].category"),
-        (cost_item(line={"category": EXPENSES.id, "tax_rate": VAT_ON_INCOME.id}), "tax_rate_not_allowed", "lines[0].tax_rate"),
-        (cost_item(line={"category": "cat_doesnotexist", "tax_rate": VAT_ON_EXPENSES.id}), "unknown_reference", "lines[0].category"),
-        (cost_item(supplier={"name": GONE_SUPPLIER.name}, line={"category": EXPENSES.id, "tax_rate": VAT_ON_EXPENSES.id}), "archived_contact", "supplier"),
-        (cost_item(destination="carrier_pigeon", line={"category": EXPENSES.id, "tax_rate": VAT_ON_EXPENSES.id}), "unsupported_destination", "destination"),
+        (
+            cost_item(line={"category": OLD_ACCOUNT.id, "tax_rate": VAT_ON_EXPENSES.id}),
+            "archived_category",
+            "lines[0].category",
+        ),
+        (
+            cost_item(line={"category": SALES.id, "tax_rate": VAT_ON_EXPENSES.id}),
+            "category_not_allowed",
+            "lines[0].category",
+        ),
+        (
+            cost_item(line={"category": EXPENSES.id, "tax_rate": VAT_ON_INCOME.id}),
+            "tax_rate_not_allowed",
+            "lines[0].tax_rate",
+        ),
+        (
+            cost_item(line={"category": "cat_doesnotexist", "tax_rate": VAT_ON_EXPENSES.id}),
+            "unknown_reference",
+            "lines[0].category",
+        ),
+        (
+            cost_item(
+                supplier={"name": GONE_SUPPLIER.name},
+                line={"category": EXPENSES.id, "tax_rate": VAT_ON_EXPENSES.id},
+            ),
+            "archived_contact",
+            "supplier",
+        ),
+        (
+            cost_item(
+                destination="carrier_pigeon", line={"category": EXPENSES.id, "tax_rate": VAT_ON_EXPENSES.id}
+            ),
+            "unsupported_destination",
+            "destination",
+        ),
     ],
 )
 def test_problems_are_found_before_anything_is_sent(item, code, field):
@@ -104,15 +142,22 @@ def test_problems_are_found_before_anything_is_sent(item, code, field):
 
 
 def test_paid_item_with_bank_match_needs_a_bank_account():
-    item = cost_item(line={"category": EXPENSES.id, "tax_rate": VAT_ON_EXPENSES.id}, paid={"date": "2026-11-03"})
+    item = cost_item(
+        line={"category": EXPENSES.id, "tax_rate": VAT_ON_EXPENSES.id}, paid={"date": "2026-11-03"}
+    )
     plan = plan_for(item, settings=PublishingSettings(bank_match=True))
     assert [p.code for p in plan.problems] == ["missing_bank_account"]
-    paid = cost_item(line={"category": EXPENSES.id, "tax_rate": VAT_ON_EXPENSES.id}, paid={"date": "2026-11-03", "bank_account": CURRENT_ACCOUNT.id})
+    paid = cost_item(
+        line={"category": EXPENSES.id, "tax_rate": VAT_ON_EXPENSES.id},
+        paid={"date": "2026-11-03", "bank_account": CURRENT_ACCOUNT.id},
+    )
     assert plan_for(paid, settings=PublishingSettings(bank_match=True)).bank_account.remote_id == "bank-1"
 
 
 def test_tracking_option_resolves_with_its_dimension():
-    plan = plan_for(cost_item(line={"category": EXPENSES.id, "tax_rate": VAT_ON_EXPENSES.id, "project": NORTH.id}))
+    plan = plan_for(
+        cost_item(line={"category": EXPENSES.id, "tax_rate": VAT_ON_EXPENSES.id, "project": NORTH.id})
+    )
     assert plan.lines[0].project.remote_id == "opt-n"
     assert plan.lines[0].project.dimension_remote_id == "tc-1"
 
@@ -126,10 +171,19 @@ def test_idempotency_key_is_stable_per_revision_and_fits_every_ledger():
 
 
 def test_normalise_name_ignores_case_punctuation_and_legal_suffix():
-    assert normalise_name("Office Supplies Ltd.") == normalise_name("office supplies limited") == "office supplies"
+    assert (
+        normalise_name("Office Supplies Ltd.")
+        == normalise_name("office supplies limited")
+        == "office supplies"
+    )
 
 
-SOURCES_IN_ORDER = [ValueSource.MANUAL, ValueSource.SUPPLIER_RULE, ValueSource.CAPTURED, ValueSource.CONNECTION_DEFAULT]
+SOURCES_IN_ORDER = [
+    ValueSource.MANUAL,
+    ValueSource.SUPPLIER_RULE,
+    ValueSource.CAPTURED,
+    ValueSource.CONNECTION_DEFAULT,
+]
 
 
 @given(manual=st.booleans(), rule=st.booleans(), captured=st.booleans(), default=st.booleans())

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
-
 from ledgerlink.errors import InvalidRequest
 from ledgerlink.models.common import ProviderName
 from ledgerlink.providers import registry
 from ledgerlink.providers.config import ProviderConfig
 from ledgerlink.providers.xero import XeroAdapter
 from ledgerlink.settings import ConnectionSettings, SettingsError, settings_from_environment
+from pydantic import ValidationError
 
 
 def test_with_origin_keeps_every_path_and_moves_every_host():
@@ -25,7 +24,9 @@ def test_config_records_are_validated_when_loaded():
     with pytest.raises(ValidationError, match="absolute"):
         ProviderConfig(name=ProviderName.XERO, api_base_url="api.xero.com", page_size=100)
     with pytest.raises(ValidationError, match="OAuth ledger needs"):
-        ProviderConfig(name=ProviderName.XERO, api_base_url="https://x", token_url="https://x/t", page_size=100)
+        ProviderConfig(
+            name=ProviderName.XERO, api_base_url="https://x", token_url="https://x/t", page_size=100
+        )
 
 
 def test_xero_asks_for_offline_access_and_uses_pkce():

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pydantic import ValidationError
-
 from ledgerlink.models.common import ListType
 from ledgerlink.models.connection import Connection, ConnectionStatus, IllegalTransition
 from ledgerlink.models.lists import list_type_of, record_id
 from ledgerlink.models.tokens import TokenSet
+from pydantic import ValidationError
+
 from tests.unit.factories import cost_item
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -45,7 +45,10 @@ def test_token_values_never_appear_in_repr_or_json():
     assert "SECRET" not in repr(tokens)
     assert "SECRET" not in tokens.model_dump_json()
     assert "refresh-SECRET" in tokens.to_secret_string()  # only the store's payload holds them
-    assert TokenSet.from_secret_string(tokens.to_secret_string()).refresh_token.get_secret_value() == "refresh-SECRET"
+    assert (
+        TokenSet.from_secret_string(tokens.to_secret_string()).refresh_token.get_secret_value()
+        == "refresh-SECRET"
+    )
 
 
 def test_token_expiry_margin():
@@ -69,11 +72,17 @@ def _connection(status: ConnectionStatus) -> Connection:
 
 
 def test_status_machine_allows_the_documented_paths():
-    connected = _connection(ConnectionStatus.PENDING_ORGANISATION).moved_to(ConnectionStatus.CONNECTED, "chosen", NOW)
-    failing = connected.moved_to(ConnectionStatus.REFRESH_FAILING, "500 from ledger", NOW + timedelta(minutes=1))
+    connected = _connection(ConnectionStatus.PENDING_ORGANISATION).moved_to(
+        ConnectionStatus.CONNECTED, "chosen", NOW
+    )
+    failing = connected.moved_to(
+        ConnectionStatus.REFRESH_FAILING, "500 from ledger", NOW + timedelta(minutes=1)
+    )
     assert failing.status_since == NOW + timedelta(minutes=1)
     broken = failing.moved_to(ConnectionStatus.NEEDS_RECONNECT, "invalid_grant", NOW)
-    assert broken.moved_to(ConnectionStatus.CONNECTED, "reconnected", NOW).status == ConnectionStatus.CONNECTED
+    assert (
+        broken.moved_to(ConnectionStatus.CONNECTED, "reconnected", NOW).status == ConnectionStatus.CONNECTED
+    )
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ import json
 from datetime import UTC, datetime
 
 import httpx
-
 from ledgerlink.errors import AuthRevoked, NotFound, Rejected
 from ledgerlink.models.tokens import AppCredentials
 from ledgerlink.providers.xero import XeroAdapter, parse_xero_datetime
@@ -31,7 +30,11 @@ def test_ms_json_and_iso_dates():
 
 
 def test_authentication_event_is_read_from_the_access_token():
-    claims = base64.urlsafe_b64encode(json.dumps({"authentication_event_id": "evt-1"}).encode()).decode().rstrip("=")
+    claims = (
+        base64.urlsafe_b64encode(json.dumps({"authentication_event_id": "evt-1"}).encode())
+        .decode()
+        .rstrip("=")
+    )
     token = f"header.{claims}.signature"
     assert adapter().token_extras({"access_token": token}, {}) == {"authentication_event_id": "evt-1"}
     assert adapter().token_extras({"access_token": "opaque"}, {}) == {}
@@ -42,11 +45,21 @@ def test_validation_exception_becomes_rejected_with_every_message():
         "ErrorNumber": 10,
         "Type": "ValidationException",
         "Message": "A validation exception occurred",
-        "Elements": [{"ValidationErrors": [{"Message": "Account code '999' is not a valid code"}, {"Message": "Contact missing"}]}],
+        "Elements": [
+            {
+                "ValidationErrors": [
+                    {"Message": "Account code '999' is not a valid code"},
+                    {"Message": "Contact missing"},
+                ]
+            }
+        ],
     }
     error = adapter().map_error(httpx.Response(400, json=body))
     assert isinstance(error, Rejected)
-    assert [e.message for e in error.field_errors] == ["Account code '999' is not a valid code", "Contact missing"]
+    assert [e.message for e in error.field_errors] == [
+        "Account code '999' is not a valid code",
+        "Contact missing",
+    ]
     assert "999" in error.message
 
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestValidationError,
+    ResponseValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from ledgerlink.api.auth import Caller, caller_from_event
@@ -39,7 +42,8 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 
 
 def build_resolver() -> APIGatewayRestResolver:
-    app = APIGatewayRestResolver(enable_validation=True)
+    # A response that breaks its own schema is our bug: 500, never a 422 blaming the caller.
+    app = APIGatewayRestResolver(enable_validation=True, response_validation_error_http_code=500)
 
     def service_error(error: ServiceError) -> Response[Any]:
         logger.info("request refused", code=error.code, status=error.status)
@@ -67,12 +71,27 @@ def build_resolver() -> APIGatewayRestResolver:
             502, "ledger_error", f"the ledger could not complete the request: {error.message}"
         )
 
+    def invalid_response(error: ResponseValidationError) -> Response[Any]:
+        logger.error(
+            "response broke its schema",
+            errors=[{"loc": e.get("loc"), "type": e.get("type")} for e in error.errors()],
+        )
+        return error_response(
+            500, "internal_error", "the service could not produce a valid answer; try again"
+        )
+
+    def unexpected(error: Exception) -> Response[Any]:
+        logger.exception("unhandled error", error_type=type(error).__name__)
+        return error_response(500, "internal_error", "something went wrong on our side; try again")
+
     def not_found(_error: Exception) -> Response[Any]:
         return error_response(404, "route_not_found", "no such route")
 
     app.exception_handler(ServiceError)(service_error)
     app.exception_handler(RequestValidationError)(invalid_request)
     app.exception_handler(LedgerError)(ledger_error)
+    app.exception_handler(ResponseValidationError)(invalid_response)
+    app.exception_handler(Exception)(unexpected)
     app.not_found(not_found)
     return app
 

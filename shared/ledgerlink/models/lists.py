@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -21,6 +22,18 @@ RECORD_ID_PREFIX: dict[ListType, str] = {
     ListType.BANK_ACCOUNTS: "bnk",
 }
 LIST_TYPE_BY_PREFIX = {prefix: list_type for list_type, prefix in RECORD_ID_PREFIX.items()}
+
+
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+_LEGAL_SUFFIXES = ("limited", "ltd", "plc", "llp", "inc", "llc", "co", "company")
+
+
+def normalise_name(name: str) -> str:
+    """Case, punctuation and legal suffix do not make two suppliers different."""
+    words = _NON_ALNUM.sub(" ", name.lower()).split()
+    while words and words[-1] in _LEGAL_SUFFIXES:
+        words.pop()
+    return " ".join(words)
 
 
 class RecordStatus(StrEnum):

@@ -334,6 +334,11 @@ class LedgerAdapter(ABC):
         """One of the six lists; ``since`` is the high-water mark of the last fetch (None: all)."""
 
     @abstractmethod
+    def ensure_contact(self, session: LedgerSession, name: str, *, customer: bool, key: str) -> ListRecord:
+        """The ledger's contact called ``name``: found, or created once (``key`` makes a retried
+        creation a replay where the ledger supports it)."""
+
+    @abstractmethod
     def publish(self, session: LedgerSession, plan: PublishPlan) -> PublishResult:
         """Create the document the plan describes, exactly once (the plan carries the key)."""
 

@@ -17,7 +17,7 @@ import httpx
 from ledgerlink.errors import AuthRevoked, FieldError, LedgerError, NotFound, Rejected
 from ledgerlink.models.common import ItemType, ListType, ProviderName
 from ledgerlink.models.connection import Organisation
-from ledgerlink.models.lists import ListRecord, RecordStatus, record_id
+from ledgerlink.models.lists import ListRecord, RecordStatus, normalise_name, record_id
 from ledgerlink.models.publishing import PublishPlan, PublishResult
 from ledgerlink.models.tokens import TokenSet
 from ledgerlink.providers.base import Attachment, LedgerAdapter, LedgerSession, ListFetch
@@ -379,6 +379,31 @@ class XeroAdapter(LedgerAdapter):
         return records
 
     # --- publishing ----------------------------------------------------------------------------
+
+    def ensure_contact(self, session: LedgerSession, name: str, *, customer: bool, key: str) -> ListRecord:
+        wanted = normalise_name(name)
+        response = self.request(
+            session, "GET", self.config.api_base_url + "/Contacts", params={"searchTerm": name, "page": "1"}
+        )
+        for row in response.json().get("Contacts", []):
+            if (
+                normalise_name(row.get("Name", "")) == wanted
+                and row.get("ContactStatus", "ACTIVE") == "ACTIVE"
+            ):
+                return self._contact(session, row)
+        created = self.request(
+            session,
+            "PUT",
+            self.config.api_base_url + "/Contacts",
+            json={"Contacts": [{"Name": name}]},
+            headers={"Idempotency-Key": key},
+            retry_safe=True,
+        )
+        element = (created.json().get("Contacts") or [{}])[0]
+        if element.get("ValidationErrors"):
+            errors = [FieldError(message=e.get("Message", "")) for e in element["ValidationErrors"]]
+            raise Rejected("; ".join(e.message for e in errors), field_errors=errors, provider=self.provider)
+        return self._contact(session, element)
 
     def publish(self, session: LedgerSession, plan: PublishPlan) -> PublishResult:
         if plan.destination not in INVOICE_STATUS_BY_DESTINATION:

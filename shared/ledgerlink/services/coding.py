@@ -9,28 +9,16 @@ Problems that would make the ledger refuse the document are found here, before a
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ledgerlink.models.common import ItemType, ListType
 from ledgerlink.models.connection import PublishingSettings
 from ledgerlink.models.items import CapturedItem, Line
-from ledgerlink.models.lists import ListRecord, RecordStatus
+from ledgerlink.models.lists import ListRecord, RecordStatus, normalise_name
 from ledgerlink.models.publishing import PlannedLine, PlanProblem, PublishPlan, Resolved, ValueSource
 from ledgerlink.models.rules import PartyRule
 from ledgerlink.providers.config import Capabilities
-
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
-_LEGAL_SUFFIXES = ("limited", "ltd", "plc", "llp", "inc", "llc", "co", "company")
-
-
-def normalise_name(name: str) -> str:
-    """Case, punctuation and legal suffix do not make two suppliers different."""
-    words = _NON_ALNUM.sub(" ", name.lower()).split()
-    while words and words[-1] in _LEGAL_SUFFIXES:
-        words.pop()
-    return " ".join(words)
 
 
 def idempotency_key(business_id: str, item_id: str, revision: int) -> str:

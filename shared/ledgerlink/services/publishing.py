@@ -20,13 +20,14 @@ from ledgerlink.errors import (
     ResourceNotFound,
     Unavailable,
 )
-from ledgerlink.models.common import ListType
+from ledgerlink.models.common import ItemType, ListType
 from ledgerlink.models.connection import Connection, ConnectionStatus
 from ledgerlink.models.items import CapturedItem, ItemError, ItemStatus, PublishAttempt, StoredItem
-from ledgerlink.models.publishing import PublishPlan, PublishResult
+from ledgerlink.models.lists import normalise_name
+from ledgerlink.models.publishing import PublishPlan, PublishResult, Resolved, ValueSource
 from ledgerlink.observability import logger
-from ledgerlink.providers.base import Attachment
-from ledgerlink.services.coding import ListIndex, build_publish_plan
+from ledgerlink.providers.base import Attachment, LedgerAdapter, LedgerSession
+from ledgerlink.services.coding import ListIndex, build_publish_plan, idempotency_key
 from ledgerlink.services.connection_status import ConnectionStatusKeeper
 from ledgerlink.services.events import EventPublisher
 from ledgerlink.services.ledgers import Ledgers
@@ -211,6 +212,8 @@ class PublishingService:
         session = self._ledgers.session(connection)
         try:
             if stored.status != ItemStatus.PUBLISHED:
+                if plan.contact.remote_id is None:
+                    plan = self._with_ledger_contact(connection, adapter, session, plan)
                 result = adapter.publish(session, plan)
                 stored = stored.model_copy(
                     update={
@@ -268,6 +271,30 @@ class PublishingService:
             ) from error
 
     # --- helpers -----------------------------------------------------------------------------------
+
+    def _with_ledger_contact(
+        self, connection: Connection, adapter: LedgerAdapter, session: LedgerSession, plan: PublishPlan
+    ) -> PublishPlan:
+        """A supplier or customer the ledger does not know yet is found or created (once) and
+        added to the imported contacts at once, so the next item for it resolves by name."""
+        name = plan.contact.name or ""
+        record = adapter.ensure_contact(
+            session,
+            name,
+            customer=plan.item_type == ItemType.SALES,
+            key=idempotency_key(connection.business_id, f"contact:{normalise_name(name)}", 1),
+        )
+        self._lists.write(connection.connection_id, ListType.CONTACTS, [record])
+        with self._list_cache_lock:
+            self._list_cache.pop(connection.connection_id, None)
+        contact = Resolved(
+            record_id=record.id,
+            remote_id=record.remote_id,
+            code=record.code,
+            name=record.name,
+            source=ValueSource.CAPTURED,
+        )
+        return plan.model_copy(update={"contact": contact})
 
     def _list_index(self, connection: Connection) -> ListIndex:
         """The connection's lists, rebuilt only when a refresh changed them (cached per container)."""

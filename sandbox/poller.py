@@ -1,0 +1,94 @@
+"""Feeds SQS messages to a handler in batches, as Lambda's event source mapping does: delete what
+the handler processed, leave the reported failures for SQS to redeliver (and dead-letter)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from infra.api_routes import FunctionName
+from sandbox.lambda_host import FunctionHost
+
+BATCH_SIZE = 10
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "0",
+                    "SenderId": "local",
+                    "ApproximateFirstReceiveTimestamp": "0",
+                    **message.get("Attributes", {}),
+                },
+                "messageAttributes": message.get("MessageAttributes", {}),
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for message in messages
+        ]
+    }
+
+
+class QueuePoller:
+    def __init__(
+        self, sqs: Any, queue_url: str, function: FunctionName, host: FunctionHost, *, wait_seconds: int = 1
+    ):
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._function = function
+        self._host = host
+        self._wait_seconds = wait_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"poller-{function.value}", daemon=True)
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
+        self._queue_arn = attributes["QueueArn"]
+        self._region = self._queue_arn.split(":")[3]
+        self.batches = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def poll_once(self) -> int:
+        response = self._sqs.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=BATCH_SIZE,
+            WaitTimeSeconds=self._wait_seconds,
+            AttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            return 0
+        result = self._host.invoke(self._function, sqs_event(messages, self._queue_arn, self._region)) or {}
+        failed = {failure["itemIdentifier"] for failure in result.get("batchItemFailures", [])}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        if done:
+            self._sqs.delete_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )
+        self.batches += 1
+        return len(messages)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # keep polling: a crashed batch is redelivered by SQS like in Lambda
+                import logging
+
+                logging.getLogger("ledgerlink.local").exception("poller batch failed")
+                self._stop.wait(1)

@@ -1,0 +1,130 @@
+"""The whole service in-process: moto for AWS, the simulators and the API gateway behind one
+routing httpx transport, the simulator's clock shared with ledgerlink. No sockets."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from ledgerlink.runtime import Runtime, install_runtime
+from moto import mock_aws
+
+from infra.api_routes import FunctionName
+from sandbox.aws_resources import REGION, LocalResources, create_resources
+from sandbox.devauth import mint_token
+from sandbox.gateway import LocalGateway
+from sandbox.lambda_host import FunctionHost
+from sandbox.poller import QueuePoller
+from sandbox.simulators.harness import SimClock
+from sandbox.simulators.xero import XeroSimulator
+from sandbox.transport import RoutingTransport
+
+API_HOST = "127.0.0.1"
+API_URL = f"http://{API_HOST}:8000"  # the simulators accept loopback redirect URIs only
+APP_ORIGIN = "https://app.capture.test"
+XERO_HOST = "xero.sim"
+
+
+@dataclass
+class Service:
+    """Handles on everything a test needs."""
+
+    session: Any
+    resources: LocalResources
+    clock: SimClock
+    xero: XeroSimulator
+    transport: RoutingTransport
+    host: FunctionHost = field(default_factory=FunctionHost)
+
+    def client(self, business: str = "biz-1", role: str = "admin", user: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {mint_token(business, role, user_id=user)}"}
+        return httpx.Client(transport=self.transport, base_url=API_URL, headers=headers)
+
+    def browser(self) -> httpx.Client:
+        """A client with no sign-in token (the ledger's redirect back to us carries none)."""
+        return httpx.Client(transport=self.transport)
+
+    def poller(self, queue_url: str, function: FunctionName) -> QueuePoller:
+        return QueuePoller(self.session.client("sqs"), queue_url, function, self.host, wait_seconds=0)
+
+    def drain(self, *, max_batches: int = 200) -> int:
+        """Run both consumers until their queues are empty; returns the messages handled."""
+        pollers = [
+            self.poller(self.resources.refresh_queue_url, FunctionName.REFRESH_LISTS),
+            self.poller(self.resources.publish_queue_url, FunctionName.PUBLISH_ITEM),
+        ]
+        handled = 0
+        for _ in range(max_batches):
+            batch = sum(poller.poll_once() for poller in pollers)
+            handled += batch
+            if batch == 0:
+                return handled
+        raise AssertionError("queues did not drain")
+
+    def events(self) -> list[dict[str, Any]]:
+        sqs = self.session.client("sqs")
+        found = []
+        while True:
+            messages = sqs.receive_message(
+                QueueUrl=self.resources.events_queue_url, MaxNumberOfMessages=10
+            ).get("Messages", [])
+            if not messages:
+                return found
+            for message in messages:
+                found.append(json.loads(message["Body"]))
+                sqs.delete_message(
+                    QueueUrl=self.resources.events_queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+
+    def connect_xero(self, business: str = "biz-1", *, organisation_index: int = 0) -> dict[str, Any]:
+        """Connect through the real OAuth redirect dance and wait for the first import."""
+        admin = self.client(business)
+        started = admin.post("/v1/connection", json={"provider": "xero"})
+        assert started.status_code == 201, started.text
+        landed = self.browser().get(started.json()["authorize_url"], follow_redirects=True)
+        assert landed.status_code == 200, landed.text
+        if landed.json()["status"] == "choose_organisation":
+            organisations = admin.get("/v1/connection/organisations").json()["organisations"]
+            chosen = admin.post(
+                "/v1/connection/organisation",
+                json={"organisation_id": organisations[organisation_index]["id"]},
+            )
+            assert chosen.status_code == 200, chosen.text
+        self.drain()
+        return admin.get("/v1/connection").json()
+
+
+def _sleep_on(clock: SimClock):
+    def sleep(seconds: float) -> None:
+        # Simulated time moves by the full wait; real time only a little, so threads interleave.
+        clock.advance(seconds)
+        time.sleep(min(seconds, 0.005))
+
+    return sleep
+
+
+@pytest.fixture
+def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
+    with mock_aws():
+        session = boto3.session.Session(region_name=REGION)
+        resources = create_resources(session)
+        for name, value in resources.environment(
+            api_url=API_URL, ledger_origins={"xero": f"https://{XERO_HOST}"}, return_origins=[APP_ORIGIN]
+        ).items():
+            monkeypatch.setenv(name, value)
+        clock = SimClock()
+        xero = XeroSimulator(clock, auto_consent=True)
+        transport = RoutingTransport({XERO_HOST: xero.transport()})
+        service = Service(session=session, resources=resources, clock=clock, xero=xero, transport=transport)
+        transport.add(API_HOST, httpx.WSGITransport(app=LocalGateway(service.host)))
+        install_runtime(Runtime(clock=clock, http_transport=transport, sleep=_sleep_on(clock)))
+        try:
+            yield service
+        finally:
+            install_runtime(None)

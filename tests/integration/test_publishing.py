@@ -1,0 +1,225 @@
+"""Captured items become bills in Xero exactly once, with their documents, and every failure is
+explained on the item."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra.api_routes import FunctionName
+from tests.integration.conftest import Service
+from tests.integration.helpers import by_code, cost_item
+
+SUPPLIER = "Avon Security & Sons"  # a seeded Xero supplier
+
+
+@pytest.fixture
+def connected(service: Service) -> Service:
+    service.connect_xero()
+    return service
+
+
+def _bills(service: Service) -> list[dict]:
+    return [
+        w
+        for w in service.xero.writes(kind="Invoice")
+        if w["body"]["Type"] == "ACCPAY" and w["action"] == "create"
+    ]
+
+
+def test_a_captured_item_becomes_one_coded_bill_with_its_document(connected: Service):
+    api = connected.client()
+    connected.session.client("s3").put_object(
+        Bucket=connected.resources.documents_bucket, Key="docs/cap-001.pdf", Body=b"%PDF-1.4 receipt"
+    )
+    item = cost_item(api, "cap-001", supplier=SUPPLIER, document=True)
+    submitted = api.post("/v1/items", json={"item": item, "publish": True})
+    assert submitted.status_code == 201
+    assert submitted.json()["status"] == "queued"
+
+    connected.drain()
+    view = api.get("/v1/items/cap-001").json()
+    assert view["status"] == "published", view["last_error"]
+    assert view["remote_id"] and view["remote_url"].endswith(view["remote_id"])
+    assert view["attachment_id"]
+    assert [a["outcome"] for a in view["attempts"]] == ["published", "attached"]
+
+    bills = _bills(connected)
+    assert len(bills) == 1
+    bill = bills[0]["body"]
+    assert bill["Contact"]["Name"] == SUPPLIER
+    assert bill["InvoiceNumber"] == "INV-cap-001"
+    line = bill["LineItems"][0]
+    assert (line["AccountCode"], line["TaxType"], line["LineAmount"], line["TaxAmount"]) == (
+        "429",
+        "INPUT2",
+        100.0,
+        20.0,
+    )
+    assert bill["Total"] == 120.0
+    attachments = connected.xero.writes(kind="Attachment")
+    assert len(attachments) == 1 and attachments[0]["body"]["FileName"] == "cap-001.pdf"
+    published = [e for e in connected.events() if e["detail-type"] == "item.published"]
+    assert [e["detail"]["item_id"] for e in published] == ["cap-001"]
+
+
+def test_every_message_delivered_twice_still_makes_one_bill(connected: Service):
+    api = connected.client()
+    item = cost_item(api, "cap-dup", supplier=SUPPLIER)
+    body = json.dumps({"business_id": "biz-1", "action": "publish", "item": item})
+    sqs = connected.session.client("sqs")
+    for copy in range(2):  # at-least-once delivery: the same message arrives again
+        sqs.send_message(
+            QueueUrl=connected.resources.publish_queue_url,
+            MessageBody=body,
+            MessageGroupId="biz-1",
+            MessageDeduplicationId=f"copy-{copy}",
+        )
+    connected.drain()
+    assert len(_bills(connected)) == 1
+    assert api.get("/v1/items/cap-dup").json()["status"] == "published"
+
+
+def test_a_lost_response_is_retried_with_the_same_key_and_xero_replays_it(connected: Service):
+    api = connected.client()
+    connected.xero.inject_fault("lost_response", "/api.xro/2.0/Invoices", method="PUT", count=1)
+    api.post("/v1/items", json={"item": cost_item(api, "cap-lost", supplier=SUPPLIER), "publish": True})
+    connected.drain()
+    assert api.get("/v1/items/cap-lost").json()["status"] == "published"
+    bills = _bills(connected)
+    assert len(bills) == 1  # the first PUT committed; the retry was answered from Xero's idempotency cache
+    puts = connected.xero.request_log.entries(path_glob="/api.xro/2.0/invoices", method="PUT")
+    assert len(puts) == 2 and len({p.header("Idempotency-Key") for p in puts}) == 1
+
+
+def test_a_429_is_retried_after_retry_after_and_nothing_is_lost(connected: Service):
+    api = connected.client()
+    connected.xero.inject_fault("429", "/api.xro/2.0/Invoices", method="PUT", count=1, retry_after=3)
+    before = connected.clock.now()
+    api.post("/v1/items", json={"item": cost_item(api, "cap-429", supplier=SUPPLIER), "publish": True})
+    connected.drain()
+    assert api.get("/v1/items/cap-429").json()["status"] == "published"
+    assert len(_bills(connected)) == 1
+    assert (connected.clock.now() - before).total_seconds() >= 3  # it waited as Xero asked
+
+
+def test_a_long_retry_after_puts_the_item_back_on_the_queue_saying_why(connected: Service):
+    api = connected.client()
+    connected.xero.inject_fault("429", "/api.xro/2.0/Invoices", method="PUT", count=1, retry_after=120)
+    api.post("/v1/items", json={"item": cost_item(api, "cap-later", supplier=SUPPLIER), "publish": True})
+    connected.poller(connected.resources.publish_queue_url, FunctionName.PUBLISH_ITEM).poll_once()
+    view = api.get("/v1/items/cap-later").json()
+    assert view["status"] == "retrying"
+    assert view["last_error"]["code"] == "ledger_busy"
+    attributes = connected.session.client("sqs").get_queue_attributes(
+        QueueUrl=connected.resources.publish_queue_url,
+        AttributeNames=["ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"  # held back, not lost
+    assert _bills(connected) == []
+
+
+def test_a_malformed_message_fails_alone_and_the_rest_of_the_batch_is_published(connected: Service, caplog):
+    api = connected.client()
+    sqs = connected.session.client("sqs")
+    sqs.send_message(
+        QueueUrl=connected.resources.publish_queue_url,
+        MessageBody='{"business_id": "biz-1", "action": "publish", "item": {"id": "x"}}',
+        MessageGroupId="biz-1",
+        MessageDeduplicationId="bad",
+    )
+    good = cost_item(api, "cap-good", supplier=SUPPLIER)
+    sqs.send_message(
+        QueueUrl=connected.resources.publish_queue_url,
+        MessageBody=json.dumps({"business_id": "biz-1", "action": "publish", "item": good}),
+        MessageGroupId="biz-1",
+        MessageDeduplicationId="good",
+    )
+    poller = connected.poller(connected.resources.publish_queue_url, FunctionName.PUBLISH_ITEM)
+    assert poller.poll_once() == 2
+    assert api.get("/v1/items/cap-good").json()["status"] == "published"
+    logged = [r for r in caplog.records if r.getMessage() == "malformed publish message"]
+    assert len(logged) == 1 and "item.type" in logged[0].reasons  # the reason names the missing field
+    remaining = sqs.get_queue_attributes(
+        QueueUrl=connected.resources.publish_queue_url,
+        AttributeNames=["ApproximateNumberOfMessagesNotVisible"],
+    )
+    assert (
+        remaining["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+    )  # the bad one awaits its DLQ
+
+
+def test_a_bill_xero_refuses_is_rejected_with_its_message_and_not_retried(connected: Service):
+    api = connected.client()
+    locked = cost_item(api, "cap-locked", supplier=SUPPLIER, date="2026-01-15")  # before the seeded lock date
+    api.post("/v1/items", json={"item": locked, "publish": True})
+    connected.drain()
+    view = api.get("/v1/items/cap-locked").json()
+    assert view["status"] == "rejected"
+    assert view["last_error"]["code"] == "rejected_by_ledger"
+    assert "lock" in view["last_error"]["ledger_message"].lower()
+    assert view["last_error"]["hint"]
+    assert _bills(connected) == []
+    failed = [e for e in connected.events() if e["detail-type"] == "item.failed"]
+    assert failed and failed[0]["detail"]["item_id"] == "cap-locked"
+
+
+def test_an_item_that_cannot_be_coded_is_refused_before_any_call(connected: Service):
+    api = connected.client()
+    item = cost_item(api, "cap-uncoded", supplier="Nobody Known Ltd")
+    item["lines"][0].pop("category")
+    calls_before = len(connected.xero.request_log.entries(path_glob="/api.xro/2.0/*"))
+    api.post("/v1/items", json={"item": item, "publish": True})
+    connected.drain()
+    view = api.get("/v1/items/cap-uncoded").json()
+    assert view["status"] == "rejected"
+    assert (view["last_error"]["code"], view["last_error"]["field"]) == (
+        "missing_category",
+        "lines[0].category",
+    )
+    assert len(connected.xero.request_log.entries(path_glob="/api.xro/2.0/*")) == calls_before
+
+
+def test_a_new_supplier_is_created_once_and_reused(connected: Service):
+    api = connected.client()
+    for number in (1, 2):
+        api.post(
+            "/v1/items",
+            json={
+                "item": cost_item(api, f"cap-new-{number}", supplier="Fresh Start Cleaning Ltd"),
+                "publish": True,
+            },
+        )
+    connected.drain()
+    contacts = [w for w in connected.xero.writes(kind="Contact") if w["action"] == "create"]
+    assert [c["body"]["Name"] for c in contacts] == ["Fresh Start Cleaning Ltd"]
+    bills = _bills(connected)
+    assert len(bills) == 2 and {b["body"]["Contact"]["ContactID"] for b in bills} == {contacts[0]["id"]}
+
+
+def test_items_are_private_to_their_business(connected: Service):
+    api = connected.client()
+    api.post("/v1/items", json={"item": cost_item(api, "cap-private", supplier=SUPPLIER), "publish": False})
+    other = connected.client(business="biz-2")
+    assert other.get("/v1/items/cap-private").status_code == 404
+    standard = connected.client(role="standard")
+    assert standard.get("/v1/items/cap-private").json()["status"] == "waiting"
+
+
+def test_an_invalid_item_is_refused_naming_the_field(connected: Service):
+    api = connected.client()
+    item = cost_item(api, "cap-bad", supplier=SUPPLIER)
+    item["totals"]["gross"] = 999
+    refused = api.post("/v1/items", json={"item": item, "publish": True})
+    assert refused.status_code == 422
+    assert refused.json()["error"]["field"].startswith("item.totals")
+    assert "net + tax" in refused.json()["error"]["message"]
+
+
+def test_categories_list_filters_and_unknown_list_is_404(connected: Service):
+    api = connected.client()
+    assert by_code(api, "categories", "429")["usable_for"] == ["cost", "expense_claim"]
+    unknown = api.get("/v1/lists/widgets")
+    assert unknown.status_code == 404
+    assert "categories" in unknown.json()["error"]["message"]
