@@ -24,8 +24,11 @@ class DemoFailed(Exception):
     pass
 
 
+_STARTED = time.monotonic()
+
+
 def _step(title: str) -> None:
-    print(f"\n== {title}", flush=True)
+    print(f"\n== [{time.monotonic() - _STARTED:5.1f}s] {title}", flush=True)
 
 
 def _wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_SECONDS) -> Any:
@@ -34,7 +37,7 @@ def _wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_SECONDS
         result = check()
         if result:
             return result
-        time.sleep(0.25)
+        time.sleep(1.0)
     raise DemoFailed(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
@@ -169,7 +172,7 @@ def _scenario(runtime: LocalRuntime) -> dict[str, Any]:
             Bucket=bucket, Key=item["document"]["key"], Body=_pdf(number), ContentType="application/pdf"
         )
         _ok(api.post("/v1/items", json={"item": item, "publish": True}), 201)
-    print(f"submitted {len(items)} items")
+    print(f"submitted {len(items)} items in {time.monotonic() - _STARTED:.1f}s")
 
     def all_settled() -> list[dict[str, Any]] | None:
         views = [_ok(api.get(f"/v1/items/{item['id']}")) for item in items]
@@ -201,6 +204,9 @@ def _scenario(runtime: LocalRuntime) -> dict[str, Any]:
         if w.get("kind") in ("Invoice", "invoice") and (w.get("body") or {}).get("Type") == "ACCPAY"
     }
     attachments = [w for w in entries if str(w.get("kind", "")).lower() == "attachment"]
+    requests = _ok(browser.get(f"{runtime.simulator('xero').url}/_sandbox/requests"))
+    summary["ledger_calls"] = sum(1 for r in requests if "/api.xro/" in r["path"] or r["path"].startswith("/connect"))
+    summary["rate_limited"] = sum(1 for r in requests if r["status"] == 429)
     summary["bills_in_ledger"] = len(bills)
     summary["attachments_in_ledger"] = len(attachments)
     if len(bills) != ITEM_COUNT:
@@ -216,6 +222,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         *[(f"List: {t}", f"{n} ({a} archived)") for t, (n, a) in summary["lists"].items()],
         ("Items published", f"{summary['published']} of {ITEM_COUNT}"),
         ("Documents attached", f"{summary['attached']} of {ITEM_COUNT}"),
+        ("Calls to Xero", summary["ledger_calls"]),
+        ("Xero rate limits honoured (429)", summary["rate_limited"]),
         ("Bills in Xero (simulator)", summary["bills_in_ledger"]),
         ("Attachments in Xero (simulator)", summary["attachments_in_ledger"]),
     ]

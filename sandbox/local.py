@@ -56,7 +56,12 @@ class LocalRuntime:
     host: FunctionHost = field(default_factory=FunctionHost)
 
     def start(self) -> LocalRuntime:
+        import logging
+
         from moto.server import ThreadedMotoServer
+
+        # moto, the simulators and the gateway all run on werkzeug: its per-request lines drown the output.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
         moto_port = free_port()
         self._moto = ThreadedMotoServer(ip_address=LOOPBACK, port=moto_port, verbose=False)

@@ -39,13 +39,14 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> di
 
 class QueuePoller:
     def __init__(
-        self, sqs: Any, queue_url: str, function: FunctionName, host: FunctionHost, *, wait_seconds: int = 1
+        self, sqs: Any, queue_url: str, function: FunctionName, host: FunctionHost, *, idle_seconds: float = 0.2
     ):
         self._sqs = sqs
         self._queue_url = queue_url
         self._function = function
         self._host = host
-        self._wait_seconds = wait_seconds
+        # Short polls with a pause when idle: moto's long polling spins a CPU core while it waits.
+        self._idle_seconds = idle_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"poller-{function.value}", daemon=True)
         attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
@@ -64,7 +65,7 @@ class QueuePoller:
         response = self._sqs.receive_message(
             QueueUrl=self._queue_url,
             MaxNumberOfMessages=BATCH_SIZE,
-            WaitTimeSeconds=self._wait_seconds,
+            WaitTimeSeconds=0,
             AttributeNames=["All"],
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
@@ -86,7 +87,8 @@ class QueuePoller:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.poll_once()
+                if self.poll_once() == 0:
+                    self._stop.wait(self._idle_seconds)
             except Exception:  # keep polling: a crashed batch is redelivered by SQS like in Lambda
                 import logging
 

@@ -51,7 +51,7 @@ class Service:
         return httpx.Client(transport=self.transport)
 
     def poller(self, queue_url: str, function: FunctionName) -> QueuePoller:
-        return QueuePoller(self.session.client("sqs"), queue_url, function, self.host, wait_seconds=0)
+        return QueuePoller(self.session.client("sqs"), queue_url, function, self.host)
 
     def drain(self, *, max_batches: int = 200) -> int:
         """Run both consumers until their queues are empty; returns the messages handled."""

@@ -16,8 +16,11 @@ from typing import Any, ClassVar
 import httpx
 
 # authlib warns that it prefers httpx2; we keep httpx on purpose (DESIGN §4: httpx2 escapes the
-# transports our tests inject), so the warning is noise on every cold start.
-warnings.filterwarnings("ignore", message="The httpx module is deprecated", module="authlib")
+# transports our tests inject), so the warning is noise on every cold start. authlib installs an
+# "always" filter when its deprecate module loads, so ours goes in front of it afterwards.
+import authlib.deprecate  # noqa: E402
+
+warnings.filterwarnings("ignore", message="The httpx module is deprecated")
 from authlib.integrations.httpx_client import OAuth2Client, OAuthError  # noqa: E402
 
 from ledgerlink.clock import Clock
