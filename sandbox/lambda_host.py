@@ -30,6 +30,14 @@ class LocalLambdaContext:
         return 30_000
 
 
+_invoking = threading.local()
+
+
+def current_function() -> FunctionName | None:
+    """The function whose handler this thread is running (for tests that watch AWS calls)."""
+    return getattr(_invoking, "function", None)
+
+
 class FunctionHost:
     def __init__(self) -> None:
         self._locks = {name: threading.Lock() for name in FunctionName}
@@ -44,4 +52,8 @@ class FunctionHost:
     def invoke(self, function: FunctionName, event: dict[str, Any]) -> Any:
         handler = self.handler(function)
         with self._locks[function]:
-            return handler(event, LocalLambdaContext(function_name=function.value))
+            _invoking.function = function
+            try:
+                return handler(event, LocalLambdaContext(function_name=function.value))
+            finally:
+                _invoking.function = None

@@ -366,8 +366,9 @@ class AuthorizationCodeStore:
         self._clock = clock
         self._codes: dict[str, IssuedCode] = {}
 
-    def issue(self, consent: Consent, ttl_seconds: float) -> str:
-        code = secrets.token_urlsafe(32)
+    def issue(self, consent: Consent, ttl_seconds: float, *, prefix: str = "") -> str:
+        """A new code; ``prefix`` lets a ledger shape it (Sage's codes start with the region, ``GB/``)."""
+        code = prefix + secrets.token_urlsafe(32)
         now = self._clock.now()
         self._codes[code] = IssuedCode(code, consent, now, now + timedelta(seconds=ttl_seconds))
         return code
@@ -640,6 +641,10 @@ class TokenRegistry:
 
     def grant_for_refresh_token(self, refresh_token: str) -> TokenGrant | None:
         record = self._refresh.get(refresh_token)
+        return self._grants[record.grant_id] if record else None
+
+    def grant_for_access_token(self, token: str) -> TokenGrant | None:
+        record = self._access.get(token)
         return self._grants[record.grant_id] if record else None
 
     def user_for_access_token(self, token: str) -> str | None:

@@ -19,7 +19,7 @@ from infra.api_routes import FunctionName
 from sandbox.aws_resources import REGION, LocalResources, create_resources
 from sandbox.devauth import mint_token
 from sandbox.gateway import LocalGateway
-from sandbox.lambda_host import FunctionHost
+from sandbox.lambda_host import FunctionHost, current_function
 from sandbox.poller import QueuePoller
 from sandbox.simulators.harness import SimClock
 from sandbox.simulators.xero import XeroSimulator
@@ -100,6 +100,16 @@ class Service:
         return admin.get("/v1/connection").json()
 
 
+# service:Operation calls each function's handler made, across the whole integration run.
+AWS_CALLS: dict[FunctionName, set[str]] = {}
+
+
+def _record_aws_call(model: Any, **_kwargs: Any) -> None:
+    function = current_function()
+    if function is not None:
+        AWS_CALLS.setdefault(function, set()).add(f"{model.service_model.signing_name}:{model.name}")
+
+
 def _sleep_on(clock: SimClock):
     def sleep(seconds: float) -> None:
         # Simulated time moves by the full wait; real time only a little, so threads interleave.
@@ -114,6 +124,8 @@ def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
     with mock_aws():
         session = boto3.session.Session(region_name=REGION)
         resources = create_resources(session)
+        # Watch what the handlers really call, to hold it against the IAM grants (test_iam_usage).
+        session.events.register("before-call", _record_aws_call)
         for name, value in resources.environment(
             api_url=API_URL, ledger_origins={"xero": f"https://{XERO_HOST}"}, return_origins=[APP_ORIGIN]
         ).items():
@@ -123,7 +135,7 @@ def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
         transport = RoutingTransport({XERO_HOST: xero.transport()})
         service = Service(session=session, resources=resources, clock=clock, xero=xero, transport=transport)
         transport.add(API_HOST, httpx.WSGITransport(app=LocalGateway(service.host)))
-        install_runtime(Runtime(clock=clock, http_transport=transport, sleep=_sleep_on(clock)))
+        install_runtime(Runtime(clock=clock, http_transport=transport, sleep=_sleep_on(clock), boto3_session=session))
         try:
             yield service
         finally:

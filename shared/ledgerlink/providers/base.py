@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import email.utils
 import random
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -15,14 +14,6 @@ from typing import Any, ClassVar
 
 import httpx
 
-# authlib warns that it prefers httpx2; we keep httpx on purpose (DESIGN §4: httpx2 escapes the
-# transports our tests inject), so the warning is noise on every cold start. authlib installs an
-# "always" filter when its deprecate module loads, so ours goes in front of it afterwards.
-import authlib.deprecate  # noqa: E402
-
-warnings.filterwarnings("ignore", message="The httpx module is deprecated")
-from authlib.integrations.httpx_client import OAuth2Client, OAuthError  # noqa: E402
-
 from ledgerlink.clock import Clock
 from ledgerlink.errors import AuthRevoked, LedgerError, NotFound, RateLimited, Rejected, Unavailable
 from ledgerlink.models.common import ListType
@@ -30,8 +21,9 @@ from ledgerlink.models.connection import Organisation
 from ledgerlink.models.lists import ListRecord
 from ledgerlink.models.publishing import PublishPlan, PublishResult
 from ledgerlink.models.tokens import AppCredentials, TokenSet
-from ledgerlink.observability import logger
+from ledgerlink.observability import count, logger
 from ledgerlink.providers.config import Capabilities, ProviderConfig
+from ledgerlink.providers.oauth_client import OAuth2Client, OAuthError
 
 USER_AGENT = "ledgerlink/0.1 (+https://github.com/ledgerlink/ledgerlink)"
 BACKOFF_BASE_SECONDS = 0.5
@@ -267,6 +259,7 @@ class LedgerAdapter(ABC):
                 force_refresh = True  # the token may have expired early or been rotated elsewhere
                 continue
             if response.status_code == 429:
+                count("LedgerRateLimited")
                 wait = _retry_after_seconds(response, self._clock)
                 if wait is None:
                     wait = _backoff_seconds(attempt)

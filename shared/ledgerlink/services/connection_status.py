@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ledgerlink.clock import Clock
 from ledgerlink.models.connection import Connection, ConnectionStatus
-from ledgerlink.observability import logger
+from ledgerlink.observability import count, logger
 from ledgerlink.services.events import EventPublisher
 from ledgerlink.storage.connections import ConnectionRepository, StaleConnection
 
@@ -45,6 +45,8 @@ class ConnectionStatusKeeper:
             previous=previous.value if previous else None,
             reason=connection.status_reason,
         )
+        if connection.status == ConnectionStatus.NEEDS_RECONNECT:
+            count("ConnectionsNeedingReconnect")
         self._events.publish(
             "connection.status_changed",
             {

@@ -13,7 +13,7 @@ from ledgerlink.errors import AuthRevoked, InvalidRequest, ResourceNotFound
 from ledgerlink.models.common import ListType
 from ledgerlink.models.connection import Connection, ConnectionStatus, ListCounts, ListFreshness
 from ledgerlink.models.lists import ListRecord, RecordStatus
-from ledgerlink.observability import logger
+from ledgerlink.observability import count, logger
 from ledgerlink.services.connection_status import ConnectionStatusKeeper
 from ledgerlink.services.events import EventPublisher
 from ledgerlink.services.ledgers import Ledgers
@@ -86,6 +86,8 @@ class ListService:
                     connection, list_type, fetch.records, fetch.complete, fetch.deleted_remote_ids
                 )
                 results[list_type] = counts
+                count("ListRecordsWritten", writes)
+                count("LedgerCalls", fetch.calls)
                 self._lists.save_state(
                     connection.connection_id,
                     ListState(

@@ -25,7 +25,7 @@ from ledgerlink.models.connection import Connection, ConnectionStatus
 from ledgerlink.models.items import CapturedItem, ItemError, ItemStatus, PublishAttempt, StoredItem
 from ledgerlink.models.lists import normalise_name
 from ledgerlink.models.publishing import PublishPlan, PublishResult, Resolved, ValueSource
-from ledgerlink.observability import logger
+from ledgerlink.observability import count, logger
 from ledgerlink.providers.base import Attachment, LedgerAdapter, LedgerSession
 from ledgerlink.services.coding import ListIndex, build_publish_plan, idempotency_key
 from ledgerlink.services.connection_status import ConnectionStatusKeeper
@@ -226,6 +226,7 @@ class PublishingService:
                 )
                 # Saved before the attachment: a failed attachment is retried alone, never the bill.
                 stored, version = self._saved_attempt(stored, version, "published", None)
+                count("ItemsPublished")
                 self._events.publish("item.published", self._event_detail(stored, connection))
             if stored.item.document is not None and stored.attachment_id is None:
                 attachment_id = adapter.attach(session, plan, _result_of(stored), self._document(plan))
@@ -337,6 +338,7 @@ class PublishingService:
         updated = stored.model_copy(update={"status": status, "last_error": error})
         updated, _ = self._saved_attempt(updated, version, outcome, error.message)
         logger.info("item not published", item_id=stored.item.id, status=status.value, code=error.code)
+        count(f"Items{status.value.capitalize()}")
         if status in (ItemStatus.REJECTED, ItemStatus.FAILED):
             self._events.publish(
                 "item.failed",

@@ -17,7 +17,7 @@ from ledgerlink.clock import Clock
 from ledgerlink.errors import AuthRevoked, Unavailable
 from ledgerlink.models.connection import Connection
 from ledgerlink.models.tokens import TokenSet
-from ledgerlink.observability import logger
+from ledgerlink.observability import count, logger
 from ledgerlink.storage.connections import ConnectionRepository
 from ledgerlink.tokens.store import TokenStore
 
@@ -108,6 +108,7 @@ class TokenManager:
             new_generation = refreshed.generation
             self._remember(connection.connection_id, refreshed)
             logger.info("token refreshed", connection_id=connection.connection_id, generation=new_generation)
+            count("TokenRefreshes")
             return refreshed
         finally:
             self._connections.release_refresh_lease(

@@ -1,0 +1,114 @@
+"""`ledgerlink local` as a user runs it: a separate process on loopback, real HTTP all the way
+(gateway, moto's server, the Xero simulator's consent redirect), the CLI's dev token."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sandbox.local import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "sandbox.cli", *args], cwd=ROOT, check=True, capture_output=True, text=True, timeout=60
+    ).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[dict[str, str]]:
+    port, simulator_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.cli", "local", "--port", str(port), "--simulator-port", str(simulator_port), "--auto-consent"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    urls: dict[str, str] = {}
+    deadline = time.monotonic() + 90
+    assert process.stdout is not None
+    while time.monotonic() < deadline and "ready" not in urls:
+        line = process.stdout.readline()
+        if not line:
+            break
+        words = line.split()
+        if words and words[0] in ("API", "xero"):
+            urls[words[0]] = words[1]
+        if line.startswith("Mint a sign-in token"):
+            urls["ready"] = "yes"
+    try:
+        assert urls.get("ready"), f"ledgerlink local did not start: {urls}"
+        yield urls
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_connect_and_publish_over_real_http(local: dict[str, str]):
+    token = _cli("token", "--business", "e2e-business", "--role", "admin")
+    api = httpx.Client(base_url=local["API"].removesuffix("/v1"), headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    started = api.post("/v1/connection", json={"provider": "xero"})
+    assert started.status_code == 201, started.text
+    landed = httpx.get(started.json()["authorize_url"], follow_redirects=True, timeout=30)
+    assert landed.status_code == 200 and landed.json()["status"] == "choose_organisation"
+    organisation = api.get("/v1/connection/organisations").json()["organisations"][0]
+    assert api.post("/v1/connection/organisation", json={"organisation_id": organisation["id"]}).status_code == 200
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        lists = api.get("/v1/connection").json()["lists"]
+        if len(lists) == 6 and all(entry["refreshed_at"] for entry in lists.values()):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the first import did not finish")
+
+    category = next(r for r in api.get("/v1/lists/categories").json()["records"] if r["code"] == "429")
+    tax = next(r for r in api.get("/v1/lists/tax_rates").json()["records"] if r["code"] == "INPUT2")
+    item = {
+        "id": "e2e-1", "type": "cost", "supplier": {"name": "Avon Security & Sons"}, "date": "2026-11-02",
+        "currency": "GBP", "totals": {"net": 50.0, "tax": 10.0, "gross": 60.0},
+        "lines": [{"description": "Alarm service", "amount": 50.0, "tax_amount": 10.0, "category": category["id"], "tax_rate": tax["id"]}],
+    }  # fmt: skip
+    assert api.post("/v1/items", json={"item": item, "publish": True}).status_code == 201
+    deadline = time.monotonic() + 60
+    while api.get("/v1/items/e2e-1").json()["status"] != "published" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert api.get("/v1/items/e2e-1").json()["status"] == "published"
+    bills = httpx.get(f"{local['xero']}/_sandbox/writes", params={"kind": "Invoice"}).json()
+    assert [(b["body"]["Type"], b["body"]["Contact"]["Name"], b["body"]["Total"]) for b in bills] == [
+        ("ACCPAY", "Avon Security & Sons", 60.0)
+    ]
+
+
+def test_the_gateway_refuses_missing_and_forged_tokens_like_the_authorizer(local: dict[str, str]):
+    base = local["API"].removesuffix("/v1")
+    missing = httpx.get(f"{base}/v1/connection")
+    assert (missing.status_code, missing.json()["error"]["code"]) == (401, "unauthenticated")
+    forged = httpx.get(f"{base}/v1/connection", headers={"Authorization": "Bearer abc.def.ghi"})
+    assert forged.status_code == 401
+    unknown = httpx.get(f"{base}/v1/nowhere")
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "route_not_found")
+
+
+def test_the_openapi_document_covers_every_route(local: dict[str, str]):
+    from infra.api_routes import ROUTES
+
+    document = httpx.get(local["API"].removesuffix("/v1") + "/v1/openapi.json").json()
+    for route in ROUTES:
+        assert route.method.lower() in document["paths"][route.path], route
+    assert document["paths"]["/v1/oauth/callback"]["get"]["security"] == []

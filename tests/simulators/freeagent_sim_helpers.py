@@ -1,0 +1,113 @@
+"""Helpers shared by the FreeAgent simulator tests: a thin API client, the OAuth dance and bodies."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from sandbox.simulators.freeagent import FreeAgentSimulator
+from sandbox.simulators.harness import DEFAULT_APP, SimClock
+
+# Any origin works in-process; a made-up one keeps real hosts out of the tests.
+BASE_URL = "http://freeagent.sandbox.test"
+REDIRECT_URI = "http://127.0.0.1:8765/v1/oauth/freeagent/callback"
+BASIC_AUTH = (DEFAULT_APP.client_id, DEFAULT_APP.client_secret or "")
+USER_AGENT = "ledgerlink-tests/1.0"
+PDF = base64.b64encode(b"%PDF-1.4 receipt").decode()
+
+
+def new_simulator(clock: SimClock, **settings: Any) -> FreeAgentSimulator:
+    sim = FreeAgentSimulator(clock, auto_consent=True)
+    if settings:
+        sim.update_settings(**settings)
+    return sim
+
+
+def http_client(sim: FreeAgentSimulator, base_url: str = BASE_URL) -> httpx.Client:
+    return httpx.Client(transport=sim.transport(), base_url=base_url, headers={"User-Agent": USER_AGENT})
+
+
+class FreeAgentApi:
+    """The API v2 with the bearer token filled in; ``url(path)`` builds ids the way the API does."""
+
+    def __init__(self, http: httpx.Client, access_token: str) -> None:
+        self.http = http
+        self.access_token = access_token
+
+    def url(self, path: str) -> str:
+        return f"{self.http.base_url}".rstrip("/") + "/v2/" + path.lstrip("/")
+
+    def request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
+                **kwargs: Any) -> httpx.Response:
+        target = path if path.startswith("http") else f"/v2/{path.lstrip('/')}"
+        merged = {"Authorization": f"Bearer {self.access_token}", "Accept": "application/json", **(headers or {})}
+        return self.http.request(method, target, headers=merged, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def all_pages(self, path: str, key: str, **params: Any) -> list[dict[str, Any]]:
+        """Follow ``Link: rel="next"`` to the end, as a client must."""
+        rows: list[dict[str, Any]] = []
+        response = self.get(path, params=params)
+        while True:
+            assert response.status_code == 200, response.text
+            rows += response.json()[key]
+            following = response.links.get("next")
+            if following is None:
+                return rows
+            response = self.get(following["url"])
+
+
+def approve_url(*, state: str = "st-1", redirect_uri: str = REDIRECT_URI, client_id: str = DEFAULT_APP.client_id,
+                response_type: str = "code") -> str:
+    params = {"client_id": client_id, "response_type": response_type, "redirect_uri": redirect_uri, "state": state}
+    return "/v2/approve_app?" + str(httpx.QueryParams(params))
+
+
+def redirect_query(response: httpx.Response) -> dict[str, str]:
+    assert response.status_code == 302, response.text
+    location = response.headers["Location"]
+    assert location.startswith(REDIRECT_URI)
+    return {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
+
+
+def exchange_code(http: httpx.Client, code: str, *, redirect_uri: str = REDIRECT_URI,
+                  auth: tuple[str, str] | None = BASIC_AUTH) -> httpx.Response:
+    return http.post("/v2/token_endpoint", auth=auth,
+                     data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri})
+
+
+def refresh(http: httpx.Client, refresh_token: str) -> httpx.Response:
+    return http.post("/v2/token_endpoint", auth=BASIC_AUTH,
+                     data={"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+
+def connect(http: httpx.Client) -> dict[str, Any]:
+    """approve_app (auto-consent) → code → tokens."""
+    code = redirect_query(http.get(approve_url()))["code"]
+    response = exchange_code(http, code)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def bill(api: FreeAgentApi, contact_url: str, **overrides: Any) -> dict[str, Any]:
+    """A valid bill body for the Demo Company, overridable field by field (``item`` for the line)."""
+    item = {"category": api.url("categories/461"), "description": "Printer paper", "total_value": "120.00"}
+    item |= overrides.pop("item", {})
+    body = {"contact": contact_url, "reference": "SUP-INV-881", "dated_on": "2026-10-30", "due_on": "2026-11-29",
+            "bill_items": [item], **overrides}
+    return {"bill": body}
+
+
+def messages(response: httpx.Response, status: int = 422) -> list[str]:
+    """The messages of FreeAgent's error envelope (one message is an object, several a list)."""
+    assert response.status_code == status, response.text
+    error = response.json()["errors"]["error"]
+    return [e["message"] for e in (error if isinstance(error, list) else [error])]
