@@ -6,6 +6,9 @@ that install their own ``Runtime`` get services wired to moto and the simulators
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from ledgerlink.runtime import Runtime, current_runtime
 from ledgerlink.services.connection_status import ConnectionStatusKeeper
 from ledgerlink.services.connections import ConnectionService
@@ -20,6 +23,8 @@ from ledgerlink.storage.dynamo import Table
 from ledgerlink.storage.items import ItemRepository
 from ledgerlink.storage.lists import ListRepository
 from ledgerlink.storage.oauth_state import OAuthStateRepository
+
+T = TypeVar("T")
 
 
 def _table(runtime: Runtime, settings: CommonSettings) -> Table:
@@ -38,64 +43,64 @@ def _common(
     return connections, ledgers, events, ConnectionStatusKeeper(connections, events, runtime.clock)
 
 
-def connection_service() -> ConnectionService:
-    runtime = current_runtime()
+def per_container(build: Callable[[Runtime], T]) -> Callable[[], T]:
+    """Turn a builder into a factory that builds once per runtime (per container) and reuses."""
 
-    def build() -> ConnectionService:
-        settings = runtime.settings(ConnectionSettings)
-        connections, ledgers, _events, status = _common(runtime, settings)
-        return ConnectionService(
-            settings=settings,
-            connections=connections,
-            states=OAuthStateRepository(_table(runtime, settings)),
-            ledgers=ledgers,
-            status=status,
-            refresh_queue=RefreshQueue(runtime.aws_client("sqs"), settings.refresh_queue_url),
-            clock=runtime.clock,
-        )
+    def get() -> T:
+        runtime = current_runtime()
+        return runtime.memo(build.__name__, lambda: build(runtime))
 
-    return runtime.memo("connection_service", build)
+    get.__name__ = build.__name__
+    get.__doc__ = build.__doc__
+    return get
 
 
-def list_service() -> ListService:
-    runtime = current_runtime()
-
-    def build() -> ListService:
-        settings = runtime.settings(RefreshSettings)
-        connections, ledgers, events, status = _common(runtime, settings)
-        table = _table(runtime, settings)
-        return ListService(
-            connections=connections,
-            lists=ListRepository(table),
-            ledgers=ledgers,
-            status=status,
-            events=events,
-            clock=runtime.clock,
-            refresh_queue=RefreshQueue(runtime.aws_client("sqs"), settings.refresh_queue_url),
-            table=table,
-        )
-
-    return runtime.memo("list_service", build)
+@per_container
+def connection_service(runtime: Runtime) -> ConnectionService:
+    settings = runtime.settings(ConnectionSettings)
+    connections, ledgers, _events, status = _common(runtime, settings)
+    return ConnectionService(
+        settings=settings,
+        connections=connections,
+        states=OAuthStateRepository(_table(runtime, settings)),
+        ledgers=ledgers,
+        status=status,
+        refresh_queue=RefreshQueue(runtime.aws_client("sqs"), settings.refresh_queue_url),
+        clock=runtime.clock,
+    )
 
 
-def publishing_service() -> PublishingService:
-    runtime = current_runtime()
+@per_container
+def list_service(runtime: Runtime) -> ListService:
+    settings = runtime.settings(RefreshSettings)
+    connections, ledgers, events, status = _common(runtime, settings)
+    table = _table(runtime, settings)
+    return ListService(
+        connections=connections,
+        lists=ListRepository(table),
+        ledgers=ledgers,
+        status=status,
+        events=events,
+        clock=runtime.clock,
+        refresh_queue=RefreshQueue(runtime.aws_client("sqs"), settings.refresh_queue_url),
+        table=table,
+    )
 
-    def build() -> PublishingService:
-        settings = runtime.settings(PublishSettings)
-        connections, ledgers, events, status = _common(runtime, settings)
-        table = _table(runtime, settings)
-        return PublishingService(
-            items=ItemRepository(table),
-            connections=connections,
-            lists=ListRepository(table),
-            ledgers=ledgers,
-            status=status,
-            events=events,
-            queue=PublishQueue(runtime.aws_client("sqs"), settings.publish_queue_url),
-            documents=runtime.aws_client("s3"),
-            documents_bucket=settings.documents_bucket,
-            clock=runtime.clock,
-        )
 
-    return runtime.memo("publishing_service", build)
+@per_container
+def publishing_service(runtime: Runtime) -> PublishingService:
+    settings = runtime.settings(PublishSettings)
+    connections, ledgers, events, status = _common(runtime, settings)
+    table = _table(runtime, settings)
+    return PublishingService(
+        items=ItemRepository(table),
+        connections=connections,
+        lists=ListRepository(table),
+        ledgers=ledgers,
+        status=status,
+        events=events,
+        queue=PublishQueue(runtime.aws_client("sqs"), settings.publish_queue_url),
+        documents=runtime.aws_client("s3"),
+        documents_bucket=settings.documents_bucket,
+        clock=runtime.clock,
+    )

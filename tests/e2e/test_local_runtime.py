@@ -20,7 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _cli(*args: str) -> str:
     return subprocess.run(
-        [sys.executable, "-m", "sandbox.cli", *args], cwd=ROOT, check=True, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "sandbox.cli", *args],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
     ).stdout.strip()
 
 
@@ -28,7 +33,17 @@ def _cli(*args: str) -> str:
 def local() -> Iterator[dict[str, str]]:
     port, simulator_port = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.cli", "local", "--port", str(port), "--simulator-port", str(simulator_port), "--auto-consent"],
+        [
+            sys.executable,
+            "-m",
+            "sandbox.cli",
+            "local",
+            "--port",
+            str(port),
+            "--simulator-port",
+            str(simulator_port),
+            "--auto-consent",
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -60,13 +75,18 @@ def local() -> Iterator[dict[str, str]]:
 
 def test_connect_and_publish_over_real_http(local: dict[str, str]):
     token = _cli("token", "--business", "e2e-business", "--role", "admin")
-    api = httpx.Client(base_url=local["API"].removesuffix("/v1"), headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    api = httpx.Client(
+        base_url=local["API"].removesuffix("/v1"), headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
     started = api.post("/v1/connection", json={"provider": "xero"})
     assert started.status_code == 201, started.text
     landed = httpx.get(started.json()["authorize_url"], follow_redirects=True, timeout=30)
     assert landed.status_code == 200 and landed.json()["status"] == "choose_organisation"
     organisation = api.get("/v1/connection/organisations").json()["organisations"][0]
-    assert api.post("/v1/connection/organisation", json={"organisation_id": organisation["id"]}).status_code == 200
+    assert (
+        api.post("/v1/connection/organisation", json={"organisation_id": organisation["id"]}).status_code
+        == 200
+    )
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

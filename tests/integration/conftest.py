@@ -135,7 +135,9 @@ def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
         transport = RoutingTransport({XERO_HOST: xero.transport()})
         service = Service(session=session, resources=resources, clock=clock, xero=xero, transport=transport)
         transport.add(API_HOST, httpx.WSGITransport(app=LocalGateway(service.host)))
-        install_runtime(Runtime(clock=clock, http_transport=transport, sleep=_sleep_on(clock), boto3_session=session))
+        install_runtime(
+            Runtime(clock=clock, http_transport=transport, sleep=_sleep_on(clock), boto3_session=session)
+        )
         try:
             yield service
         finally:

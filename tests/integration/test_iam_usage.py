@@ -12,10 +12,24 @@ from tests.integration.helpers import cost_item
 # and reconnect (rewrites it) arrive with the connection lifecycle; CreateSecret with tags needs
 # TagResource without calling it; Merge Lists is not built yet.
 NOT_YET_EXERCISED = {
-    FunctionName.OAUTH_CALLBACK: {"dynamodb:BatchWriteItem", "dynamodb:Query", "secretsmanager:DeleteSecret", "secretsmanager:PutSecretValue", "secretsmanager:TagResource"},
+    FunctionName.OAUTH_CALLBACK: {
+        "dynamodb:BatchWriteItem",
+        "dynamodb:Query",
+        "secretsmanager:DeleteSecret",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:TagResource",
+    },
     FunctionName.REFRESH_LISTS: {"dynamodb:DeleteItem"},
     FunctionName.PUBLISH_ITEM: {"dynamodb:DeleteItem"},
-    FunctionName.MERGE_LISTS: {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:ConditionCheckItem", "events:PutEvents"},
+    FunctionName.MERGE_LISTS: {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:Query",
+        "dynamodb:ConditionCheckItem",
+        "events:PutEvents",
+    },
 }
 
 
@@ -23,15 +37,26 @@ def test_every_call_a_handler_makes_is_granted_to_its_role(service: Service):
     AWS_CALLS.clear()
     service.connect_xero()
     api = service.client()
-    service.session.client("s3").put_object(Bucket=service.resources.documents_bucket, Key="docs/cap-iam.pdf", Body=b"%PDF")
+    service.session.client("s3").put_object(
+        Bucket=service.resources.documents_bucket, Key="docs/cap-iam.pdf", Body=b"%PDF"
+    )
     service.clock.advance(31 * 60)  # the publish refreshes the token under the lease
     # A long Retry-After puts the message back with a visibility timeout...
     service.xero.inject_fault("429", "/api.xro/2.0/Invoices", method="PUT", count=1, retry_after=120)
-    api.post("/v1/items", json={"item": cost_item(api, "cap-later", supplier="Avon Security & Sons"), "publish": True})
+    api.post(
+        "/v1/items",
+        json={"item": cost_item(api, "cap-later", supplier="Avon Security & Sons"), "publish": True},
+    )
     service.drain()
     service.session.client("sqs").purge_queue(QueueUrl=service.resources.publish_queue_url)
     # ...and an item with a document goes all the way.
-    api.post("/v1/items", json={"item": cost_item(api, "cap-iam", supplier="Avon Security & Sons", document=True), "publish": True})
+    api.post(
+        "/v1/items",
+        json={
+            "item": cost_item(api, "cap-iam", supplier="Avon Security & Sons", document=True),
+            "publish": True,
+        },
+    )
     service.drain()
     assert api.get("/v1/items/cap-iam").json()["status"] == "published"
     service.clock.advance(3 * 3600)

@@ -61,3 +61,18 @@ def test_missing_or_partial_identity_is_unauthenticated():
         except NotAuthenticated:
             continue
         raise AssertionError(f"accepted {event}")
+
+
+def test_every_route_of_the_api_is_answered_by_its_own_function():
+    import importlib
+
+    from infra.api_routes import ROUTES, FunctionName
+
+    declared = {}
+    for function in FunctionName:
+        schema = importlib.import_module(f"functions.{function.value}.handler").app.get_openapi_schema()
+        for path, operations in schema.paths.items():
+            for method in ("get", "post", "put", "patch", "delete"):
+                if getattr(operations, method, None) is not None:
+                    declared[(method.upper(), path)] = function
+    assert {(r.method, r.path): r.function for r in ROUTES} == declared

@@ -156,30 +156,16 @@ class _Planner:
                 ) or default_code
             if default_code and default_code in self.lists.categories_by_code:
                 record, source = self.lists.categories_by_code[default_code], ValueSource.LEDGER_DEFAULT
-        if record is None:
-            if not any(p.field == path for p in self.problems):
-                self.problem(
-                    "missing_category",
-                    f"Line {index + 1} has no category",
-                    "Choose a category for the line, or add a supplier rule with a default category.",
-                    path,
-                )
-            return Resolved(source=ValueSource.MISSING)
-        if record.status == RecordStatus.ARCHIVED:
-            self.problem(
-                "archived_category",
-                f"The category {record.name} is archived in the ledger",
-                "Choose an active category.",
-                path,
-            )
-        elif record.usable_for and self.item.type not in record.usable_for:
-            self.problem(
-                "category_not_allowed",
-                f"The category {record.name} cannot be used for a {self.item.type.value.replace('_', ' ')} item",
-                "Choose a category of the right kind (e.g. an expense account for a cost).",
-                path,
-            )
-        return self.resolved(record, source)
+        return self.checked(
+            record,
+            source,
+            path,
+            kind="category",
+            line_number=index + 1,
+            allowed=record.usable_for if record else [],
+            missing_hint="Choose a category for the line, or add a supplier rule with a default category.",
+            wrong_kind_hint="Choose a category of the right kind (e.g. an expense account for a cost).",
+        )
 
     def tax_rate(self, line: Line, index: int, category: Resolved, contact: Resolved) -> Resolved:
         path = f"lines[{index}].tax_rate"
@@ -197,27 +183,48 @@ class _Planner:
                 if code and code in self.lists.tax_rates_by_code:
                     record, source = self.lists.tax_rates_by_code[code], ValueSource.LEDGER_DEFAULT
                     break
+        return self.checked(
+            record,
+            source,
+            path,
+            kind="tax_rate",
+            line_number=index + 1,
+            allowed=record.applies_to if record else [],
+            missing_hint="Choose a tax rate, or set a default tax rate in the connection's settings.",
+            wrong_kind_hint="Choose a purchase tax rate for costs and a sales tax rate for sales.",
+        )
+
+    def checked(
+        self,
+        record: ListRecord | None,
+        source: ValueSource,
+        path: str,
+        *,
+        kind: str,
+        line_number: int,
+        allowed: list[ItemType],
+        missing_hint: str,
+        wrong_kind_hint: str,
+    ) -> Resolved:
+        """A line's category or tax rate, with the problems that would make the ledger refuse it."""
+        label = kind.replace("_", " ")
         if record is None:
-            if not any(p.field == path for p in self.problems):
-                self.problem(
-                    "missing_tax_rate",
-                    f"Line {index + 1} has no tax rate",
-                    "Choose a tax rate, or set a default tax rate in the connection's settings.",
-                    path,
-                )
+            if not any(p.field == path for p in self.problems):  # an unknown reference is reported already
+                self.problem(f"missing_{kind}", f"Line {line_number} has no {label}", missing_hint, path)
             return Resolved(source=ValueSource.MISSING)
+        item_kind = self.item.type.value.replace("_", " ")
         if record.status == RecordStatus.ARCHIVED:
             self.problem(
-                "archived_tax_rate",
-                f"The tax rate {record.name} is no longer active",
-                "Choose an active tax rate.",
+                f"archived_{kind}",
+                f"The {label} {record.name} is archived in the ledger",
+                f"Choose an active {label}.",
                 path,
             )
-        elif record.applies_to and self.item.type not in record.applies_to:
+        elif allowed and self.item.type not in allowed:
             self.problem(
-                "tax_rate_not_allowed",
-                f"The tax rate {record.name} cannot be used on a {self.item.type.value.replace('_', ' ')} item",
-                "Choose a purchase tax rate for costs and a sales tax rate for sales.",
+                f"{kind}_not_allowed",
+                f"The {label} {record.name} cannot be used on a {item_kind} item",
+                wrong_kind_hint,
                 path,
             )
         return self.resolved(record, source)
