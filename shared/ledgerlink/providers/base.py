@@ -230,18 +230,19 @@ class LedgerAdapter(ABC):
         force_refresh = False
         for attempt in range(1, self.config.max_attempts + 1):
             request_headers = {
-                "Authorization": f"Bearer {session.access_token(force_refresh)}",
+                **self.authorization_headers(session.access_token(force_refresh)),
                 "Accept": "application/json",
                 "User-Agent": USER_AGENT,
                 **self.session_headers(session),
                 **(headers or {}),
             }
+            request_params = {**self.default_params(session), **(params or {})}
             last_attempt = attempt == self.config.max_attempts
             try:
                 response = self._http.request(
                     method,
                     url,
-                    params=params,
+                    params=request_params or None,
                     json=json,
                     content=content,
                     headers=request_headers,
@@ -316,6 +317,14 @@ class LedgerAdapter(ABC):
 
     def session_headers(self, session: LedgerSession) -> dict[str, str]:
         """Headers that select the organisation (Xero tenant, Sage business)."""
+        return {}
+
+    def authorization_headers(self, access_token: str) -> dict[str, str]:
+        """How the access token travels (KashFlow uses its own scheme)."""
+        return {"Authorization": f"Bearer {access_token}"}
+
+    def default_params(self, session: LedgerSession) -> dict[str, str]:
+        """Query parameters every API call carries (QuickBooks' minorversion)."""
         return {}
 
     def rate_limit_name(self, response: httpx.Response) -> str | None:

@@ -99,7 +99,8 @@ class XeroAdapter(LedgerAdapter):
         auth_style="oauth2_pkce",
         organisation_choice=True,
         lists=tuple(ListType),
-        incremental_lists=(ListType.CATEGORIES, ListType.CONTACTS, ListType.ITEMS, ListType.BANK_ACCOUNTS),
+        # Items support If-Modified-Since, but deleted items just vanish: only a full fetch sees that.
+        incremental_lists=(ListType.CATEGORIES, ListType.CONTACTS, ListType.BANK_ACCOUNTS),
         destinations={
             ItemType.COST: ("bill_draft", "bill_awaiting_approval", "bill_awaiting_payment", "spend_money"),
             ItemType.SALES: ("invoice_draft", "invoice_awaiting_approval", "invoice_awaiting_payment"),
