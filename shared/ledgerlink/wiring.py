@@ -38,7 +38,7 @@ def _common(
 ) -> tuple[ConnectionRepository, Ledgers, EventPublisher, ConnectionStatusKeeper]:
     table = _table(runtime, settings)
     connections = ConnectionRepository(table)
-    ledgers = runtime.memo("ledgers", lambda: Ledgers(settings, runtime, connections))
+    ledgers = runtime.memo("ledgers", lambda: Ledgers(settings, runtime, connections, table))
     events = EventPublisher(runtime.aws_client("events"), settings.event_bus_name)
     return connections, ledgers, events, ConnectionStatusKeeper(connections, events, runtime.clock)
 

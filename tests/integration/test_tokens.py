@@ -24,8 +24,9 @@ SUPPLIER = "Avon Security & Sons"
 def _ledgers(service: Service) -> tuple[Ledgers, ConnectionRepository]:
     runtime = current_runtime()
     settings = runtime.settings(PublishSettings)
-    connections = ConnectionRepository(Table(runtime.aws_client("dynamodb"), settings.table_name))
-    return Ledgers(settings, runtime, connections), connections
+    table = Table(runtime.aws_client("dynamodb"), settings.table_name)
+    connections = ConnectionRepository(table)
+    return Ledgers(settings, runtime, connections, table), connections
 
 
 def _token_calls(service: Service) -> list:

@@ -75,6 +75,19 @@ class ListFreshness(BaseModel):
     last_error: str | None = None
 
 
+class PreviousConnection(BaseModel):
+    """The connection this one replaced (Change connection) or followed (Disconnect, connect again)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    connection_id: str
+    provider: ProviderName
+    organisation: Organisation | None
+    ended_at: datetime
+    ended_by: str  # "change" | "disconnect"
+    lists_kept: bool
+
+
 class Connection(BaseModel):
     connection_id: str
     business_id: str
@@ -91,6 +104,9 @@ class Connection(BaseModel):
     token_generation: int = 0
     created_at: datetime
     created_by: str
+    previous: PreviousConnection | None = None
+    # Rules and waiting items still point at the previous connection's lists (Merge Lists pending).
+    merge_pending: bool = False
     # Optimistic-concurrency counter for every update of this record.
     version: int = 0
 

@@ -14,6 +14,8 @@ from ledgerlink.providers.base import LedgerAdapter, LedgerSession
 from ledgerlink.runtime import Runtime
 from ledgerlink.settings import CommonSettings
 from ledgerlink.storage.connections import ConnectionRepository
+from ledgerlink.storage.dynamo import Table
+from ledgerlink.tokens.dynamodb_kms import DynamoDbKmsTokenStore
 from ledgerlink.tokens.manager import TokenManager
 from ledgerlink.tokens.secretsmanager import SecretsManagerTokenStore
 from ledgerlink.tokens.store import TokenStore
@@ -23,10 +25,13 @@ CREDENTIALS_MAX_AGE_SECONDS = 300
 
 
 class Ledgers:
-    def __init__(self, settings: CommonSettings, runtime: Runtime, connections: ConnectionRepository):
+    def __init__(
+        self, settings: CommonSettings, runtime: Runtime, connections: ConnectionRepository, table: Table
+    ):
         self._settings = settings
         self._runtime = runtime
         self._connections = connections
+        self._table = table
         self._adapters: dict[ProviderName, LedgerAdapter] = {}
         self._secrets_provider: Any = None
         self._token_stores: dict[str, TokenStore] = {}
@@ -65,14 +70,21 @@ class Ledgers:
 
     def token_store(self, name: str) -> TokenStore:
         if name not in self._token_stores:
-            if name != "secretsmanager":
-                raise NotImplementedError(f"token store {name} is not available yet")
-            self._token_stores[name] = SecretsManagerTokenStore(
+            self._token_stores[name] = self._build_token_store(name)
+        return self._token_stores[name]
+
+    def _build_token_store(self, name: str) -> TokenStore:
+        if name == SecretsManagerTokenStore.name:
+            return SecretsManagerTokenStore(
                 self._runtime.aws_client("secretsmanager"),
                 prefix=self._settings.secrets_prefix,
                 kms_key_id=self._settings.token_key_id,
             )
-        return self._token_stores[name]
+        if name == DynamoDbKmsTokenStore.name:
+            return DynamoDbKmsTokenStore(
+                self._table, self._runtime.aws_client("kms"), key_id=self._settings.token_key_id
+            )
+        raise ValueError(f"unknown token store {name!r}")
 
     def token_manager(self, connection: Connection) -> TokenManager:
         name = connection.token_store

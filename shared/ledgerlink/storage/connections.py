@@ -7,13 +7,14 @@ import contextlib
 import zlib
 from datetime import datetime, timedelta
 
-from ledgerlink.models.connection import Connection, ConnectionStatus
+from ledgerlink.models.connection import Connection, ConnectionStatus, PreviousConnection
 from ledgerlink.storage.dynamo import ConditionFailed, Table
 from ledgerlink.storage.schema import (
     CONNECTION_SK,
     GSI1_PARTITION_KEY,
     GSI1_SORT_KEY,
     PARTITION_KEY,
+    PREVIOUS_CONNECTION_SK,
     REFRESH_SHARDS,
     business_pk,
     refresh_shard_pk,
@@ -94,8 +95,53 @@ class ConnectionRepository:
             ) from error
         return connection.model_copy(update={"version": connection.version + 1})
 
-    def delete(self, business_id: str) -> None:
-        self._table.delete(business_pk(business_id), CONNECTION_SK)
+    def replace(
+        self, old: Connection, new: Connection, *, next_refresh_at: datetime | None = None
+    ) -> Connection:
+        """Swap the business's connection for a new one (Change connection), if it is still ``old``."""
+        stored = new.model_copy(update={"version": 1})
+        item = {
+            PARTITION_KEY: business_pk(new.business_id),
+            "sk": CONNECTION_SK,
+            "data": stored.model_dump_json(exclude={"version", "token_generation"}),
+            "version": 1,
+            "token_generation": new.token_generation,
+            "connection_id": new.connection_id,
+            **self._schedule_attributes(stored, next_refresh_at),
+        }
+        try:
+            self._table.put(item, condition="connection_id = :old", values={":old": old.connection_id})
+        except ConditionFailed as error:
+            raise StaleConnection("the connection changed meanwhile") from error
+        return stored
+
+    def delete(self, connection: Connection) -> None:
+        """Remove the business's connection, if it is still this one."""
+        try:
+            self._table.delete(
+                business_pk(connection.business_id),
+                CONNECTION_SK,
+                condition="connection_id = :id",
+                values={":id": connection.connection_id},
+            )
+        except ConditionFailed as error:
+            raise StaleConnection("the connection changed meanwhile") from error
+
+    def previous(self, business_id: str) -> PreviousConnection | None:
+        raw = self._table.get(business_pk(business_id), PREVIOUS_CONNECTION_SK)
+        return PreviousConnection.model_validate_json(raw["data"]) if raw else None
+
+    def remember_previous(self, business_id: str, previous: PreviousConnection) -> None:
+        self._table.put(
+            {
+                PARTITION_KEY: business_pk(business_id),
+                "sk": PREVIOUS_CONNECTION_SK,
+                "data": previous.model_dump_json(),
+            }
+        )
+
+    def forget_previous(self, business_id: str) -> None:
+        self._table.delete(business_pk(business_id), PREVIOUS_CONNECTION_SK)
 
     # --- token generation and refresh lease ---------------------------------------------------
 

@@ -36,6 +36,8 @@ def business_pk(business_id: str) -> str:
 
 # A business has at most one bookkeeping connection; this item holds it (create-once).
 CONNECTION_SK = "CONNECTION"
+# The connection a business had before (after Change connection or Disconnect), for Merge Lists.
+PREVIOUS_CONNECTION_SK = "PREVIOUS_CONNECTION"
 LICENCE_SK_PREFIX = "LICENCE#"
 ITEM_SK_PREFIX = "ITEM#"
 
@@ -51,6 +53,14 @@ def item_sk(item_id: str) -> str:
 def list_pk(connection_id: str, list_type: str) -> str:
     """One partition per list of one connection: a list is read with a single Query."""
     return f"CONN#{connection_id}#LIST#{list_type}"
+
+
+# The dynamodb-kms token store keeps a connection's encrypted token set here.
+TOKENS_SK = "TOKENS"
+
+
+def licence_sk(feature: str) -> str:
+    return f"{LICENCE_SK_PREFIX}{feature}"
 
 
 def list_state_sk(list_type: str) -> str:

@@ -7,11 +7,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ledgerlink.models.tokens import TokenSet
-from ledgerlink.tokens.store import TokenNotFound, TokenStore
-
-
-class TokenStoreError(RuntimeError):
-    pass
+from ledgerlink.tokens.store import TokenNotFound, TokenStore, TokenStoreError
 
 
 class SecretsManagerTokenStore(TokenStore):

@@ -7,6 +7,10 @@ from abc import ABC, abstractmethod
 from ledgerlink.models.tokens import TokenSet
 
 
+class TokenStoreError(RuntimeError):
+    """The back end failed in a way the caller cannot fix (throttled, denied, unavailable)."""
+
+
 class TokenNotFound(LookupError):
     """No token set is stored for the connection (never connected, or disconnected)."""
 
