@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from ledgerlink.api.auth import require_admin
 from ledgerlink.api.http import ERROR_RESPONSES, build_resolver, current_caller
 from ledgerlink.errors import NotYetAvailable
 from ledgerlink.observability import logger, metrics, tracer
@@ -15,7 +16,7 @@ app = build_resolver()
 
 @app.post("/v1/connection/merge-lists/preview", responses=ERROR_RESPONSES)
 def preview_merge() -> dict[str, Any]:
-    current_caller(app)
+    require_admin(current_caller(app), "merge lists")
     raise NotYetAvailable("Merge Lists is not available yet in this version of ledgerlink")
 
 

@@ -1,11 +1,13 @@
-"""Connection lifecycle API: connect, OAuth callback, organisation choice, status."""
+"""Connection lifecycle API: providers, connect, OAuth callback, organisation choice, status,
+settings, reconnect, change, disconnect, licences."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ledgerlink.api.http import ERROR_RESPONSES, build_resolver, current_caller
 from ledgerlink.api.schemas import (
@@ -14,11 +16,17 @@ from ledgerlink.api.schemas import (
     ConnectionView,
     ConnectRequest,
     ConnectStarted,
+    DisconnectResult,
+    LicenceAssignment,
+    LicencesView,
     OrganisationsView,
     ProvidersView,
+    ReconnectRequest,
 )
+from ledgerlink.models.connection import PublishingSettings
+from ledgerlink.models.licences import Licence
 from ledgerlink.observability import logger, metrics, tracer
-from ledgerlink.wiring import connection_service
+from ledgerlink.wiring import connection_service, licence_service, settings_service
 
 app = build_resolver()
 
@@ -55,6 +63,46 @@ def list_organisations() -> OrganisationsView:
 @app.post("/v1/connection/organisation", responses=ERROR_RESPONSES)
 def choose_organisation(request: ChooseOrganisationRequest) -> ConnectionView:
     return connection_service().choose_organisation(current_caller(app), request)
+
+
+@app.post("/v1/connection/reconnect", responses=ERROR_RESPONSES)
+def start_reconnect(request: ReconnectRequest) -> ConnectStarted:
+    return connection_service().start_reconnect(current_caller(app), request)
+
+
+@app.post("/v1/connection/change", responses=ERROR_RESPONSES)
+def start_change(request: ReconnectRequest) -> ConnectStarted:
+    return connection_service().start_change(current_caller(app), request)
+
+
+@app.delete("/v1/connection", responses=ERROR_RESPONSES)
+def disconnect(keep_lists: Annotated[bool, Query()] = True) -> DisconnectResult:
+    return connection_service().disconnect(current_caller(app), keep_lists=keep_lists)
+
+
+@app.get("/v1/connection/settings", responses=ERROR_RESPONSES)
+def get_settings() -> PublishingSettings:
+    return settings_service().get(current_caller(app))
+
+
+@app.put("/v1/connection/settings", responses=ERROR_RESPONSES)
+def put_settings(settings: PublishingSettings) -> PublishingSettings:
+    return settings_service().update(current_caller(app), settings)
+
+
+@app.get("/v1/licences", responses=ERROR_RESPONSES)
+def list_licences() -> LicencesView:
+    return licence_service().view(current_caller(app))
+
+
+@app.put("/v1/licences/<feature>", responses=ERROR_RESPONSES)
+def assign_licence(feature: str, assignment: LicenceAssignment) -> Licence:
+    return licence_service().assign(current_caller(app), feature, assignment)
+
+
+@app.delete("/v1/licences/<feature>", responses=ERROR_RESPONSES)
+def unassign_licence(feature: str) -> LicencesView:
+    return licence_service().unassign(current_caller(app), feature)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -53,6 +53,7 @@ class ConnectionSettings(CommonSettings):
 
     api_url: str  # public base URL of the API; the OAuth redirect URI is {api_url}/v1/oauth/callback
     refresh_queue_url: str  # the first import is queued right after connecting
+    publish_queue_url: str  # items held while a connection needed a reconnect are queued again
     # return_url must start with one of these (no open redirects after the OAuth dance).
     allowed_return_origins: list[str] = Field(default_factory=list)
 

@@ -10,17 +10,20 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ledgerlink.runtime import Runtime, current_runtime
+from ledgerlink.services.connection_settings import SettingsService
 from ledgerlink.services.connection_status import ConnectionStatusKeeper
 from ledgerlink.services.connections import ConnectionService
 from ledgerlink.services.events import EventPublisher
 from ledgerlink.services.ledgers import Ledgers
+from ledgerlink.services.licences import LicenceService
 from ledgerlink.services.lists import ListService
 from ledgerlink.services.publishing import PublishingService
-from ledgerlink.services.queues import PublishQueue, RefreshQueue
+from ledgerlink.services.queues import HeldItems, PublishQueue, RefreshQueue
 from ledgerlink.settings import CommonSettings, ConnectionSettings, PublishSettings, RefreshSettings
 from ledgerlink.storage.connections import ConnectionRepository
 from ledgerlink.storage.dynamo import Table
 from ledgerlink.storage.items import ItemRepository
+from ledgerlink.storage.licences import LicenceRepository
 from ledgerlink.storage.lists import ListRepository
 from ledgerlink.storage.oauth_state import OAuthStateRepository
 
@@ -56,16 +59,41 @@ def per_container(build: Callable[[Runtime], T]) -> Callable[[], T]:
 
 
 @per_container
+def licence_service(runtime: Runtime) -> LicenceService:
+    settings = runtime.settings(ConnectionSettings)
+    table = _table(runtime, settings)
+    return LicenceService(
+        licences=LicenceRepository(table), connections=ConnectionRepository(table), clock=runtime.clock
+    )
+
+
+@per_container
+def settings_service(runtime: Runtime) -> SettingsService:
+    settings = runtime.settings(ConnectionSettings)
+    table = _table(runtime, settings)
+    return SettingsService(
+        connections=ConnectionRepository(table), lists=ListRepository(table), clock=runtime.clock
+    )
+
+
+@per_container
 def connection_service(runtime: Runtime) -> ConnectionService:
     settings = runtime.settings(ConnectionSettings)
     connections, ledgers, _events, status = _common(runtime, settings)
+    table = _table(runtime, settings)
+    sqs = runtime.aws_client("sqs")
     return ConnectionService(
         settings=settings,
         connections=connections,
-        states=OAuthStateRepository(_table(runtime, settings)),
+        states=OAuthStateRepository(table),
+        lists=ListRepository(table),
         ledgers=ledgers,
         status=status,
-        refresh_queue=RefreshQueue(runtime.aws_client("sqs"), settings.refresh_queue_url),
+        licences=licence_service(),
+        refresh_queue=RefreshQueue(sqs, settings.refresh_queue_url),
+        held_items=HeldItems(
+            ItemRepository(table), PublishQueue(sqs, settings.publish_queue_url), runtime.clock
+        ),
         clock=runtime.clock,
     )
 

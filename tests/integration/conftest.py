@@ -82,6 +82,19 @@ class Service:
                     QueueUrl=self.resources.events_queue_url, ReceiptHandle=message["ReceiptHandle"]
                 )
 
+    def consent(self, authorize_url: str, organisation_ids: list[str]) -> httpx.Response:
+        """Sign in on the ledger's consent page and pick organisations, as a person would; returns
+        our callback's answer."""
+        form = {
+            "username": "admin@example.com",
+            "password": "sandbox",
+            "organisation": organisation_ids,
+            "action": "allow",
+        }
+        consented = self.browser().post(authorize_url, data=form)
+        assert consented.status_code == 302, consented.text[:500]
+        return self.browser().get(consented.headers["location"])
+
     def connect_xero(self, business: str = "biz-1", *, organisation_index: int = 0) -> dict[str, Any]:
         """Connect through the real OAuth redirect dance and wait for the first import."""
         admin = self.client(business)

@@ -59,6 +59,7 @@ def test_settings_parse_origins_and_lists():
             "LEDGERLINK_TOKEN_KEY_ID": "k",
             "LEDGERLINK_API_URL": "https://api",
             "LEDGERLINK_REFRESH_QUEUE_URL": "https://q",
+            "LEDGERLINK_PUBLISH_QUEUE_URL": "https://p",
             "LEDGERLINK_LEDGER_ORIGINS": '{"xero": "http://127.0.0.1:9101"}',
             "LEDGERLINK_ALLOWED_RETURN_ORIGINS": "https://app.example, http://127.0.0.1:8000",
         },

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ledgerlink.models.common import ListType, ProviderName
 from ledgerlink.models.connection import (
@@ -13,9 +13,11 @@ from ledgerlink.models.connection import (
     ConnectionStatus,
     ListFreshness,
     Organisation,
+    PreviousConnection,
     PublishingSettings,
 )
 from ledgerlink.models.items import CapturedItem
+from ledgerlink.models.licences import Licence
 from ledgerlink.models.lists import ListRecord
 from ledgerlink.providers.config import Capabilities
 
@@ -34,16 +36,32 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class LoginCredentials(BaseModel):
+    """For ledgers without OAuth (KashFlow): the ledger login, kept only in the token store."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=255)
+    password: SecretStr = Field(min_length=1, max_length=255)
+    memorable_word: SecretStr = Field(min_length=1, max_length=255)
+
+
 class ConnectRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     provider: ProviderName
     return_url: str | None = Field(default=None, max_length=2048)
+    credentials: LoginCredentials | None = None
 
 
-class ConnectStarted(BaseModel):
-    authorize_url: str
-    expires_at: datetime
+class ReconnectRequest(BaseModel):
+    """Reconnect or Change connection: OAuth ledgers answer with a consent link; KashFlow takes
+    its login again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    return_url: str | None = Field(default=None, max_length=2048)
+    credentials: LoginCredentials | None = None
 
 
 class ConnectionView(BaseModel):
@@ -57,14 +75,24 @@ class ConnectionView(BaseModel):
     organisation: Organisation | None
     settings: PublishingSettings
     lists: dict[ListType, ListFreshness]
+    previous: PreviousConnection | None = None
+    merge_pending: bool = False
 
     @classmethod
     def of(cls, connection: Connection) -> ConnectionView:
         return cls.model_validate(connection.model_dump(include=set(cls.model_fields)))
 
 
+class ConnectStarted(BaseModel):
+    """Where the Admin goes next: the ledger's consent page, or (login ledgers) straight in."""
+
+    authorize_url: str | None = None
+    expires_at: datetime | None = None
+    connection: ConnectionView | None = None
+
+
 class CallbackResult(BaseModel):
-    status: Literal["connected", "choose_organisation", "denied"]
+    status: Literal["connected", "choose_organisation", "reconnected", "denied"]
     connection: ConnectionView | None
     redirect_to: str | None = None
 
@@ -92,3 +120,18 @@ class SubmitItemRequest(BaseModel):
 
     item: CapturedItem
     publish: bool = False
+
+
+class DisconnectResult(BaseModel):
+    status: ConnectionStatus
+    lists_kept: bool
+
+
+class LicenceAssignment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: ProviderName  # the ledger the add-on should use: it must be the connected one
+
+
+class LicencesView(BaseModel):
+    licences: list[Licence]

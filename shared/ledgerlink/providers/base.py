@@ -15,7 +15,15 @@ from typing import Any, ClassVar
 import httpx
 
 from ledgerlink.clock import Clock
-from ledgerlink.errors import AuthRevoked, LedgerError, NotFound, RateLimited, Rejected, Unavailable
+from ledgerlink.errors import (
+    AuthRevoked,
+    InvalidRequest,
+    LedgerError,
+    NotFound,
+    RateLimited,
+    Rejected,
+    Unavailable,
+)
 from ledgerlink.models.common import ListType
 from ledgerlink.models.connection import Organisation
 from ledgerlink.models.lists import ListRecord
@@ -145,6 +153,18 @@ class LedgerAdapter(ABC):
             logger.warning(
                 "revocation refused by the ledger", provider=self.provider, status=response.status_code
             )
+
+    def connect_directly(self, credentials: Mapping[str, str]) -> TokenSet:
+        """Sign in with a login instead of OAuth (ledgers without OAuth override this)."""
+        raise InvalidRequest(
+            f"{self.capabilities.display_name} connects through its own sign-in page: follow authorize_url",
+            field="credentials",
+        )
+
+    def release_organisation(self, tokens: TokenSet, organisation_id: str | None) -> None:
+        """Withdraw our access to one organisation (Change connection, Disconnect). By default the
+        whole consent is revoked; ledgers where one consent spans organisations override this."""
+        self.revoke(tokens)
 
     def token_set_from(self, token: Mapping[str, Any], *, callback_params: Mapping[str, str]) -> TokenSet:
         now = self._clock.now()

@@ -21,6 +21,7 @@ from ledgerlink.providers.config import Capabilities, ProviderConfig
 # provider -> "module:Class"; a ledger is supported once it is listed here.
 ADAPTERS: dict[ProviderName, str] = {
     ProviderName.XERO: "ledgerlink.providers.xero:XeroAdapter",
+    ProviderName.KASHFLOW: "ledgerlink.providers.kashflow:KashFlowAdapter",
 }
 
 

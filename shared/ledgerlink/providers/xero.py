@@ -140,6 +140,20 @@ class XeroAdapter(LedgerAdapter):
             for tenant in response.json()
         ]
 
+    def release_organisation(self, tokens: TokenSet, organisation_id: str | None) -> None:
+        """Remove just this tenant's connection: revoking the refresh token would drop every
+        organisation the user connected to our app, including one a Change connection just added."""
+        session = LedgerSession("", None, lambda _force: tokens.access_token.get_secret_value())
+        connections = self.request(session, "GET", self.config.urls["connections"]).json()
+        for connection in connections:
+            if connection.get("tenantId") == organisation_id:
+                self.request(
+                    session,
+                    "DELETE",
+                    f"{self.config.urls['connections']}/{connection['id']}",
+                    retry_safe=True,
+                )
+
     def session_headers(self, session: LedgerSession) -> dict[str, str]:
         # Every Accounting API call names its organisation; without it Xero answers 403.
         return {"xero-tenant-id": session.organisation_id} if session.organisation_id else {}

@@ -1,4 +1,9 @@
-"""The connection lifecycle: connect over OAuth, choose the organisation, report status."""
+"""The connection lifecycle: connect (OAuth, or a ledger login), choose the organisation, report
+status, reconnect, change organisation, disconnect.
+
+OAuth ``state`` is single use, lives ten minutes and is bound to the business, the user and the
+purpose; a reconnect must land on the same organisation or changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -15,33 +20,52 @@ from ledgerlink.api.schemas import (
     ConnectionView,
     ConnectRequest,
     ConnectStarted,
+    DisconnectResult,
+    LoginCredentials,
     OrganisationsView,
     ProvidersView,
+    ReconnectRequest,
 )
 from ledgerlink.clock import Clock
 from ledgerlink.errors import (
+    Conflict,
     ConnectionExists,
     InvalidOAuthState,
     InvalidRequest,
     InvalidState,
+    LedgerError,
     OAuthDenied,
     ResourceNotFound,
     Unprocessable,
 )
-from ledgerlink.models.connection import Connection, ConnectionStatus, Organisation
+from ledgerlink.models.common import ProviderName
+from ledgerlink.models.connection import Connection, ConnectionStatus, Organisation, PreviousConnection
 from ledgerlink.models.tokens import TokenSet
 from ledgerlink.observability import logger
 from ledgerlink.providers import registry
+from ledgerlink.providers.base import LedgerAdapter
 from ledgerlink.services.connection_status import ConnectionStatusKeeper
 from ledgerlink.services.ledgers import Ledgers
-from ledgerlink.services.queues import RefreshQueue, RefreshRequest
+from ledgerlink.services.licences import LicenceService
+from ledgerlink.services.queues import HeldItems, RefreshQueue, RefreshRequest
 from ledgerlink.settings import ConnectionSettings
 from ledgerlink.storage.connections import ConnectionRepository
 from ledgerlink.storage.dynamo import ConditionFailed
+from ledgerlink.storage.lists import ListRepository
 from ledgerlink.storage.oauth_state import OAuthState, OAuthStateRepository
+from ledgerlink.tokens.store import TokenNotFound
 
 STATE_LIFETIME = timedelta(minutes=10)
 CALLBACK_PATH = "/v1/oauth/callback"
+FIRST_SCHEDULED_REFRESH = timedelta(hours=1)
+
+
+class WrongOrganisation(Conflict):
+    code = "wrong_organisation"
+
+
+class SameOrganisation(Conflict):
+    code = "same_organisation"
 
 
 class ConnectionService:
@@ -51,17 +75,23 @@ class ConnectionService:
         settings: ConnectionSettings,
         connections: ConnectionRepository,
         states: OAuthStateRepository,
+        lists: ListRepository,
         ledgers: Ledgers,
         status: ConnectionStatusKeeper,
+        licences: LicenceService,
         refresh_queue: RefreshQueue,
+        held_items: HeldItems,
         clock: Clock,
     ):
         self._settings = settings
         self._connections = connections
         self._states = states
+        self._lists = lists
         self._ledgers = ledgers
         self._status = status
+        self._licences = licences
         self._refresh_queue = refresh_queue
+        self._held_items = held_items
         self._clock = clock
 
     def providers(self) -> ProvidersView:
@@ -73,27 +103,55 @@ class ConnectionService:
     def redirect_uri(self) -> str:
         return self._settings.api_url.rstrip("/") + CALLBACK_PATH
 
-    # --- connect ---------------------------------------------------------------------------------
+    # --- connect -----------------------------------------------------------------------------------
 
     def start_connect(self, caller: Caller, request: ConnectRequest) -> ConnectStarted:
         require_admin(caller, "connect accounting software")
-        adapter = self._ledgers.adapter(request.provider)  # refuses unsupported ledgers
+        adapter = self._ledgers.adapter(request.provider)  # refuses ledgers that are not supported
         existing = self._connections.get(caller.business_id)
         if existing is not None:
             raise ConnectionExists(
                 f"this business is already connected to {existing.provider.value}; "
-                "disconnect or change the connection instead"
+                "use Change connection, or disconnect first"
             )
-        self._check_return_url(request.return_url)
+        self._licences.check_ledger_allowed(caller.business_id, request.provider)
+        if request.credentials is not None:
+            tokens = self._sign_in_directly(adapter, request.credentials)
+            organisations = adapter.organisations(tokens)
+            connection = self._create_connection(
+                caller.business_id, caller.user_id, request.provider, tokens, organisations
+            )
+            return ConnectStarted(connection=ConnectionView.of(connection))
+        return self._consent_link(
+            caller, adapter, request.provider, purpose="connect", return_url=request.return_url
+        )
+
+    def _consent_link(
+        self,
+        caller: Caller,
+        adapter: LedgerAdapter,
+        provider: ProviderName,
+        *,
+        purpose: str,
+        return_url: str | None,
+        connection_id: str | None = None,
+    ) -> ConnectStarted:
+        if adapter.config.authorize_url is None:
+            raise InvalidRequest(
+                f"{adapter.capabilities.display_name} connects with its own login: send credentials",
+                field="credentials",
+            )
+        self._check_return_url(return_url)
         now = self._clock.now()
         state = OAuthState(
             state=secrets.token_urlsafe(32),
             business_id=caller.business_id,
             user_id=caller.user_id,
-            provider=request.provider,
-            purpose="connect",
+            provider=provider,
+            purpose=purpose,
+            connection_id=connection_id,
             redirect_uri=self.redirect_uri,
-            return_url=request.return_url,
+            return_url=return_url,
             code_verifier=secrets.token_urlsafe(64) if adapter.config.pkce else None,
             created_at=now,
             expires_at=now + STATE_LIFETIME,
@@ -104,7 +162,7 @@ class ConnectionService:
             state=state.state,
             code_verifier=state.code_verifier.get_secret_value() if state.code_verifier else None,
         )
-        logger.info("connect started", provider=request.provider.value)
+        logger.info("consent started", provider=provider.value, purpose=purpose)
         return ConnectStarted(authorize_url=url, expires_at=state.expires_at)
 
     def _check_return_url(self, return_url: str | None) -> None:
@@ -118,8 +176,18 @@ class ConnectionService:
                 field="return_url",
             )
 
+    @staticmethod
+    def _sign_in_directly(adapter: LedgerAdapter, credentials: LoginCredentials) -> TokenSet:
+        return adapter.connect_directly(
+            {
+                "username": credentials.username,
+                "password": credentials.password.get_secret_value(),
+                "memorable_word": credentials.memorable_word.get_secret_value(),
+            }
+        )
+
     def complete_oauth(self, params: Mapping[str, str]) -> CallbackResult:
-        """The ledger sent the user back: check ``state``, exchange the code, store the tokens."""
+        """The ledger sent the user back: check ``state``, exchange the code, act on the purpose."""
         state_value = params.get("state")
         if not state_value:
             raise InvalidOAuthState("the callback has no state parameter", field="state")
@@ -154,52 +222,157 @@ class ConnectionService:
             raise InvalidRequest(
                 f"the {state.provider.value} consent covers no organisation; choose one and retry"
             )
-        connection = self._create_connection(state, tokens, organisations)
-        status = "connected" if connection.status == ConnectionStatus.CONNECTED else "choose_organisation"
-        redirect = _with_query(state.return_url, status=status) if state.return_url else None
-        return CallbackResult(status=status, connection=ConnectionView.of(connection), redirect_to=redirect)
+        try:
+            if state.purpose == "reconnect":
+                connection = self._finish_reconnect(state, adapter, tokens, organisations)
+                outcome = "reconnected"
+            else:
+                connection = self._finish_connect_or_change(state, adapter, tokens, organisations)
+                outcome = (
+                    "connected" if connection.status == ConnectionStatus.CONNECTED else "choose_organisation"
+                )
+        except Conflict as refused:
+            if state.return_url:
+                logger.info("callback refused", code=refused.code)
+                return CallbackResult(
+                    status="denied",
+                    connection=None,
+                    redirect_to=_with_query(state.return_url, status=refused.code),
+                )
+            raise
+        redirect = _with_query(state.return_url, status=outcome) if state.return_url else None
+        return CallbackResult(status=outcome, connection=ConnectionView.of(connection), redirect_to=redirect)
 
-    def _create_connection(
-        self, state: OAuthState, tokens: TokenSet, organisations: list[Organisation]
+    def _finish_connect_or_change(
+        self, state: OAuthState, adapter: LedgerAdapter, tokens: TokenSet, organisations: list[Organisation]
+    ) -> Connection:
+        if state.purpose == "connect":
+            return self._create_connection(
+                state.business_id, state.user_id, state.provider, tokens, organisations
+            )
+        current = self._connections.get(state.business_id)
+        if current is None or current.connection_id != state.connection_id:
+            _discard_unused_grant(adapter)
+            raise InvalidState("the connection changed while you were signing in; start again")
+        others = [o for o in organisations if current.organisation is None or o.id != current.organisation.id]
+        if not others:
+            raise SameOrganisation(
+                "you chose the organisation that is already connected: use Reconnect to renew access, "
+                "or sign in again and choose another organisation"
+            )
+        return self._replace_connection(current, state.user_id, tokens, others)
+
+    # --- creating and replacing connections --------------------------------------------------------
+
+    def _new_connection(
+        self, business_id: str, user_id: str, provider: ProviderName, organisations: list[Organisation]
     ) -> Connection:
         now = self._clock.now()
         single = organisations[0] if len(organisations) == 1 else None
-        connection = Connection(
+        previous = self._connections.previous(business_id)
+        return Connection(
             connection_id=uuid.uuid4().hex,
-            business_id=state.business_id,
-            provider=state.provider,
+            business_id=business_id,
+            provider=provider,
             status=ConnectionStatus.CONNECTED if single else ConnectionStatus.PENDING_ORGANISATION,
-            status_reason="connected" if single else "choose which organisation to connect",
+            status_reason=f"connected to {single.name}" if single else "choose which organisation to connect",
             status_since=now,
             organisation=single,
             organisation_choices=[] if single else organisations,
-            token_store=self._ledgers.token_store_name(state.provider),
+            token_store=self._ledgers.token_store_name(provider),
             created_at=now,
-            created_by=state.user_id,
+            created_by=user_id,
+            previous=previous,
+            merge_pending=bool(previous and previous.lists_kept),
         )
+
+    def _create_connection(
+        self,
+        business_id: str,
+        user_id: str,
+        provider: ProviderName,
+        tokens: TokenSet,
+        organisations: list[Organisation],
+    ) -> Connection:
+        connection = self._new_connection(business_id, user_id, provider, organisations)
         store = self._ledgers.token_store(connection.token_store)
         store.create(connection.connection_id, tokens)
         try:
-            created = self._connections.create(connection, next_refresh_at=now + timedelta(hours=1))
+            created = self._connections.create(
+                connection, next_refresh_at=self._clock.now() + FIRST_SCHEDULED_REFRESH
+            )
         except ConditionFailed as error:
             # Another sign-in for the same business finished first: keep that one, drop ours.
             store.delete(connection.connection_id)
             raise ConnectionExists("this business was connected meanwhile; reload the page") from error
-        self._status.announce(created, None)
-        if created.status == ConnectionStatus.CONNECTED:
-            self._request_initial_import(created)
+        self._after_connected(created, None)
         return created
 
-    def _request_initial_import(self, connection: Connection) -> None:
+    def _replace_connection(
+        self, current: Connection, user_id: str, tokens: TokenSet, organisations: list[Organisation]
+    ) -> Connection:
+        """Change connection: a new connection to another organisation of the same ledger. The old
+        connection's lists stay for Merge Lists; its access at the ledger is withdrawn."""
+        self._connections.remember_previous(
+            current.business_id,
+            PreviousConnection(
+                connection_id=current.connection_id,
+                provider=current.provider,
+                organisation=current.organisation,
+                ended_at=self._clock.now(),
+                ended_by="change",
+                lists_kept=True,
+            ),
+        )
+        connection = self._new_connection(current.business_id, user_id, current.provider, organisations)
+        connection = connection.model_copy(update={"settings": current.settings})
+        store = self._ledgers.token_store(connection.token_store)
+        store.create(connection.connection_id, tokens)
+        replaced = self._connections.replace(
+            current, connection, next_refresh_at=self._clock.now() + FIRST_SCHEDULED_REFRESH
+        )
+        self._release_old_access(current)
+        self._status.announce(
+            current.moved_to(
+                ConnectionStatus.DISCONNECTED, "replaced by Change connection", self._clock.now()
+            ),
+            current.status,
+        )
+        self._after_connected(replaced, None)
+        return replaced
+
+    def _after_connected(self, connection: Connection, previous_status: ConnectionStatus | None) -> None:
+        self._status.announce(connection, previous_status)
+        if connection.status == ConnectionStatus.CONNECTED:
+            self._request_refresh(connection, "initial_import")
+
+    def _request_refresh(self, connection: Connection, reason: str) -> None:
         self._refresh_queue.request(
             RefreshRequest(
-                business_id=connection.business_id,
-                connection_id=connection.connection_id,
-                reason="initial_import",
+                business_id=connection.business_id, connection_id=connection.connection_id, reason=reason
             )
         )
 
-    # --- organisation choice ---------------------------------------------------------------------
+    def _release_old_access(self, old: Connection) -> None:
+        store = self._ledgers.token_store(old.token_store)
+        try:
+            tokens = store.read(old.connection_id)
+        except TokenNotFound:
+            return
+        adapter = self._ledgers.adapter(old.provider)
+        try:
+            adapter.release_organisation(tokens, old.organisation.id if old.organisation else None)
+        except LedgerError as error:
+            # The ledger may already have dropped us; our side forgets the tokens either way.
+            logger.warning(
+                "could not withdraw access at the ledger",
+                provider=old.provider.value,
+                error=type(error).__name__,
+            )
+        store.delete(old.connection_id)
+        self._ledgers.token_manager(old).forget(old.connection_id)
+
+    # --- organisation choice -----------------------------------------------------------------------
 
     def organisations(self, caller: Caller) -> OrganisationsView:
         connection = self._connection_of(caller)
@@ -221,12 +394,125 @@ class ConnectionService:
         updated = connection.model_copy(update={"organisation": chosen, "organisation_choices": []}).moved_to(
             ConnectionStatus.CONNECTED, f"connected to {chosen.name}", self._clock.now()
         )
-        saved = self._connections.save(updated, next_refresh_at=self._clock.now() + timedelta(hours=1))
-        self._status.announce(saved, ConnectionStatus.PENDING_ORGANISATION)
-        self._request_initial_import(saved)
+        saved = self._connections.save(updated, next_refresh_at=self._clock.now() + FIRST_SCHEDULED_REFRESH)
+        self._after_connected(saved, ConnectionStatus.PENDING_ORGANISATION)
         return ConnectionView.of(saved)
 
-    # --- status ----------------------------------------------------------------------------------
+    # --- reconnect and change ------------------------------------------------------------------------
+
+    def start_reconnect(self, caller: Caller, request: ReconnectRequest) -> ConnectStarted:
+        require_admin(caller, "reconnect the accounting software")
+        connection = self._connection_of(caller)
+        if connection.status == ConnectionStatus.PENDING_ORGANISATION:
+            raise InvalidState("choose the organisation first; there is nothing to reconnect yet")
+        adapter = self._ledgers.adapter(connection.provider)
+        if request.credentials is not None:
+            tokens = self._sign_in_directly(adapter, request.credentials)
+            reconnected = self._reconnect_with(connection, adapter, tokens, adapter.organisations(tokens))
+            return ConnectStarted(connection=ConnectionView.of(reconnected))
+        return self._consent_link(
+            caller, adapter, connection.provider, purpose="reconnect", return_url=request.return_url,
+            connection_id=connection.connection_id,
+        )  # fmt: skip
+
+    def _finish_reconnect(
+        self, state: OAuthState, adapter: LedgerAdapter, tokens: TokenSet, organisations: list[Organisation]
+    ) -> Connection:
+        connection = self._connections.get(state.business_id)
+        if connection is None or connection.connection_id != state.connection_id:
+            _discard_unused_grant(adapter)
+            raise InvalidState("the connection changed while you were signing in; start again")
+        return self._reconnect_with(connection, adapter, tokens, organisations)
+
+    def _reconnect_with(
+        self,
+        connection: Connection,
+        adapter: LedgerAdapter,
+        tokens: TokenSet,
+        organisations: list[Organisation],
+    ) -> Connection:
+        """Fresh tokens for the same organisation; anything else fails closed and changes nothing."""
+        expected = connection.organisation
+        if expected is None or expected.id not in {o.id for o in organisations}:
+            _discard_unused_grant(adapter)
+            names = ", ".join(o.name for o in organisations) or "no organisation"
+            raise WrongOrganisation(
+                f"you signed in to {names}, but this connection is for {expected.name if expected else 'another organisation'}. "
+                "Nothing was changed: reconnect and choose that organisation, or use Change connection."
+            )
+        store = self._ledgers.token_store(connection.token_store)
+        try:
+            current = store.read(connection.connection_id)
+            generation = current.generation + 1
+        except TokenNotFound:
+            generation = 1
+        fresh = tokens.model_copy(update={"generation": generation})
+        try:
+            store.write(connection.connection_id, fresh)
+        except TokenNotFound:
+            store.create(connection.connection_id, fresh)
+        self._ledgers.token_manager(connection).forget(connection.connection_id)
+        self._connections.publish_token_generation(connection.business_id, generation)
+        reconnected = self._status.move(
+            connection, ConnectionStatus.CONNECTED, f"reconnected to {expected.name}"
+        )
+        released = self._held_items.release(connection.business_id)
+        logger.info("reconnected", connection_id=connection.connection_id, held_items_released=released)
+        self._request_refresh(reconnected, "reconnected")
+        return reconnected
+
+    def start_change(self, caller: Caller, request: ReconnectRequest) -> ConnectStarted:
+        require_admin(caller, "change the connection")
+        connection = self._connection_of(caller)
+        adapter = self._ledgers.adapter(connection.provider)
+        if request.credentials is not None:
+            tokens = self._sign_in_directly(adapter, request.credentials)
+            others = [
+                o
+                for o in adapter.organisations(tokens)
+                if not connection.organisation or o.id != connection.organisation.id
+            ]
+            if not others:
+                raise SameOrganisation(
+                    "that login is for the organisation already connected; use Reconnect instead"
+                )
+            replaced = self._replace_connection(connection, caller.user_id, tokens, others)
+            return ConnectStarted(connection=ConnectionView.of(replaced))
+        return self._consent_link(
+            caller, adapter, connection.provider, purpose="change", return_url=request.return_url,
+            connection_id=connection.connection_id,
+        )  # fmt: skip
+
+    # --- disconnect ------------------------------------------------------------------------------------
+
+    def disconnect(self, caller: Caller, *, keep_lists: bool) -> DisconnectResult:
+        require_admin(caller, "disconnect the accounting software")
+        connection = self._connection_of(caller)
+        self._release_old_access(connection)
+        if keep_lists:
+            self._connections.remember_previous(
+                connection.business_id,
+                PreviousConnection(
+                    connection_id=connection.connection_id,
+                    provider=connection.provider,
+                    organisation=connection.organisation,
+                    ended_at=self._clock.now(),
+                    ended_by="disconnect",
+                    lists_kept=True,
+                ),
+            )
+        else:
+            removed = self._lists.delete_all(connection.connection_id)
+            self._connections.forget_previous(connection.business_id)
+            logger.info("lists wiped", connection_id=connection.connection_id, records=removed)
+        self._connections.delete(connection)
+        ended = connection.moved_to(
+            ConnectionStatus.DISCONNECTED, "disconnected by an Admin", self._clock.now()
+        )
+        self._status.announce(ended, connection.status)
+        return DisconnectResult(status=ConnectionStatus.DISCONNECTED, lists_kept=keep_lists)
+
+    # --- status ------------------------------------------------------------------------------------------
 
     def view(self, caller: Caller) -> ConnectionView:
         return ConnectionView.of(self._connection_of(caller))
@@ -236,6 +522,13 @@ class ConnectionService:
         if connection is None:
             raise ResourceNotFound("this business has no accounting connection yet")
         return connection
+
+
+def _discard_unused_grant(adapter: LedgerAdapter) -> None:
+    """A grant we will not use (a wrong organisation, a stale sign-in) is simply not stored. It is
+    not revoked: at Xero a revocation drops every organisation the user connected to our app,
+    including the connection this business already has."""
+    logger.info("unused grant discarded", provider=adapter.provider)
 
 
 def _with_query(url: str, **params: str) -> str:

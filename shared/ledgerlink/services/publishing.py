@@ -115,7 +115,12 @@ class PublishingService:
                 continue
             existing, version = found
             if existing.item == item:
-                if queued and existing.status in (ItemStatus.WAITING, ItemStatus.REJECTED, ItemStatus.FAILED):
+                if queued and existing.status in (
+                    ItemStatus.WAITING,
+                    ItemStatus.REJECTED,
+                    ItemStatus.FAILED,
+                    ItemStatus.HELD,
+                ):
                     existing = existing.model_copy(update={"status": ItemStatus.QUEUED, "updated_at": now})
                     version = self._items.save(existing, version)
                 return existing, version

@@ -7,8 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ledgerlink.clock import Clock
 from ledgerlink.models.common import ListType
-from ledgerlink.models.items import CapturedItem
+from ledgerlink.models.items import CapturedItem, ItemStatus
+from ledgerlink.storage.items import ItemRepository
 
 
 class RefreshRequest(BaseModel):
@@ -51,7 +53,8 @@ class PublishQueue:
         self._client = client
         self._queue_url = queue_url
 
-    def send(self, message: PublishMessage, *, revision: int) -> None:
+    def send(self, message: PublishMessage, *, revision: int, attempt: str = "") -> None:
+        """``attempt`` distinguishes a deliberate resend (releasing a held item) from a duplicate."""
         body = message.model_dump(mode="json")
         self._client.send_message(
             QueueUrl=self._queue_url,
@@ -59,7 +62,7 @@ class PublishQueue:
             # One business = one ledger organisation: its items are worked on one batch at a time.
             MessageGroupId=message.business_id,
             # A resend of the same revision within SQS's 5-minute window is dropped by SQS itself.
-            MessageDeduplicationId=f"{message.item.id}-{revision}-{message.action}"[:128],
+            MessageDeduplicationId=f"{message.item.id}-{revision}-{message.action}{attempt}"[:128],
         )
 
     def redeliver_after(self, receipt_handle: str, seconds: float) -> None:
@@ -69,3 +72,24 @@ class PublishQueue:
             ReceiptHandle=receipt_handle,
             VisibilityTimeout=min(int(seconds) + 1, 43200),
         )
+
+
+class HeldItems:
+    """Items held while the connection needed a reconnect go back on the publish queue."""
+
+    def __init__(self, items: ItemRepository, queue: PublishQueue, clock: Clock):
+        self._items = items
+        self._queue = queue
+        self._clock = clock
+
+    def release(self, business_id: str) -> int:
+        released = 0
+        attempt = f"-release-{int(self._clock.now().timestamp())}"
+        for stored in self._items.list(business_id, ItemStatus.HELD):
+            self._queue.send(
+                PublishMessage(business_id=business_id, action="publish", item=stored.item),
+                revision=stored.revision,
+                attempt=attempt,
+            )
+            released += 1
+        return released

@@ -149,6 +149,17 @@ class ConnectionRepository:
         raw = self._table.get(business_pk(business_id), CONNECTION_SK)
         return int(raw.get("token_generation", 0)) if raw else 0
 
+    def publish_token_generation(self, business_id: str, generation: int) -> None:
+        """A reconnect stored new tokens: workers waiting on the old generation move on."""
+        with contextlib.suppress(ConditionFailed):  # a later generation is already published
+            self._table.update(
+                business_pk(business_id),
+                CONNECTION_SK,
+                update="SET token_generation = :generation",
+                condition="attribute_exists(pk) AND (attribute_not_exists(token_generation) OR token_generation < :generation)",
+                values={":generation": generation},
+            )
+
     def try_acquire_refresh_lease(self, business_id: str, owner: str, now: datetime, hold: timedelta) -> bool:
         """Take the one-refresh-at-a-time lease unless another worker holds a live one."""
         try:

@@ -17,6 +17,7 @@ class OAuthState(BaseModel):
     user_id: str
     provider: ProviderName
     purpose: str  # connect | reconnect | change
+    connection_id: str | None = None  # reconnect and change: the connection it must still be
     redirect_uri: str
     return_url: str | None = None
     code_verifier: SecretStr | None = None
