@@ -1,4 +1,4 @@
-"""Every route × {admin, standard, no sign-in, another business}: only Admins change anything,
+"""Every route by {admin, standard, no sign-in, another business}: only Admins change anything,
 nobody signed out gets in, and one business never sees another's resources (404, not 403)."""
 
 from __future__ import annotations
