@@ -43,4 +43,4 @@ synth: setup
 	$(VENV)/bin/python -m infra.app
 
 clean:
-	rm -rf $(VENV) $(TOOLS) cdk.out .jsii-cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) cdk.out .cdk-cache .jsii-cache .pytest_cache .mypy_cache .ruff_cache

@@ -16,6 +16,10 @@ FUNCTIONS_DIR = REPO_ROOT / "functions"  # functions/<name>/handler.py, handler 
 HANDLER = "handler.handler"
 # Never ship bytecode or caches: they differ per machine and would change the asset hash.
 ASSET_EXCLUDES = ("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")
+# uv's cache for the layer's third-party wheels (gitignored): synths after the first are fast and offline.
+LAYER_WHEEL_CACHE_DIR = REPO_ROOT / ".cdk-cache" / "uv"
+# The uv that `make setup` bootstraps; the layer bundler runs it (uv export, uv pip install).
+BOOTSTRAPPED_UV = REPO_ROOT / ".tools" / "bin" / "uv"
 
 STACK_ID = "Ledgerlink"
 EVENT_BUS_NAME = "ledgerlink"

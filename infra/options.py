@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from ledgerlink.settings import TokenStoreChoice
 
@@ -13,6 +13,10 @@ if TYPE_CHECKING:  # plain data: importing constructs would start jsii's Node pr
 TOKEN_STORE_CONTEXT = "ledgerlink:tokenStore"
 ALLOWED_RETURN_ORIGINS_CONTEXT = "ledgerlink:allowedReturnOrigins"
 BUNDLE_LAYER_DEPENDENCIES_CONTEXT = "ledgerlink:bundleLayerDependencies"
+ARCHITECTURE_CONTEXT = "ledgerlink:architecture"
+
+# Lambda's names for its two instruction sets.
+ArchitectureName = Literal["arm64", "x86_64"]
 
 
 @dataclass(frozen=True)
@@ -21,21 +25,30 @@ class DeploymentOptions:
     token_store: TokenStoreChoice = "per-ledger"
     # Origins of the capture product's pages the OAuth dance may return to (no open redirects).
     allowed_return_origins: tuple[str, ...] = ()
-    # Off until the layer bundles the third-party wheels (a later issue); see SharedPackageBundler.
-    bundle_layer_dependencies: bool = False
+    # On for anything deployed: without the locked wheels the handlers cannot import. The infra tests
+    # turn it off for their shared synth (speed); one test synthesises with it on.
+    bundle_layer_dependencies: bool = True
+    # The functions run on the architecture the layer's wheels are installed for (they must agree).
+    # arm64 (Graviton) is cheaper per GB-second for the same work.
+    architecture: ArchitectureName = "arm64"
 
     @classmethod
     def from_context(cls, node: Node) -> DeploymentOptions:
-        token_store = node.try_get_context(TOKEN_STORE_CONTEXT) or cls.token_store
-        if token_store not in get_args(TokenStoreChoice):
-            raise ValueError(
-                f"{TOKEN_STORE_CONTEXT} must be one of {get_args(TokenStoreChoice)}, not {token_store!r}"
-            )
         return cls(
-            token_store=token_store,
+            token_store=_one_of(node, TOKEN_STORE_CONTEXT, get_args(TokenStoreChoice), cls.token_store),
             allowed_return_origins=_as_list(node.try_get_context(ALLOWED_RETURN_ORIGINS_CONTEXT)),
-            bundle_layer_dependencies=_as_bool(node.try_get_context(BUNDLE_LAYER_DEPENDENCIES_CONTEXT)),
+            bundle_layer_dependencies=_as_bool(
+                node.try_get_context(BUNDLE_LAYER_DEPENDENCIES_CONTEXT), cls.bundle_layer_dependencies
+            ),
+            architecture=_one_of(node, ARCHITECTURE_CONTEXT, get_args(ArchitectureName), cls.architecture),
         )
+
+
+def _one_of(node: Node, key: str, choices: tuple[str, ...], default: Any) -> Any:
+    value = node.try_get_context(key) or default
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {choices}, not {value!r}")
+    return value
 
 
 # `-c key=value` on the command line always arrives as a string; cdk.json can hold real JSON types.
@@ -47,7 +60,9 @@ def _as_list(value: Any) -> tuple[str, ...]:
     return tuple(str(part) for part in value)
 
 
-def _as_bool(value: Any) -> bool:
+def _as_bool(value: Any, default: bool) -> bool:
+    if value is None:
+        return default
     if isinstance(value, str):
         return value.strip().lower() in {"1", "true", "yes"}
     return bool(value)

@@ -95,6 +95,8 @@ PERMISSIONS: MappingProxyType[FunctionName, tuple[Grant, ...]] = MappingProxyTyp
             _KEY_USE,
             _EMIT_EVENTS,
             _grant(Resource.REFRESH_QUEUE, "sqs:SendMessage"),  # the first import, right after connecting
+            # Reconnecting puts the items held while the connection was broken back on the publish queue.
+            _grant(Resource.PUBLISH_QUEUE, "sqs:SendMessage"),
             *_RUNTIME,
         ),
         FunctionName.REFRESH_LISTS: (

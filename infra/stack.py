@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Fn, Stack
 from constructs import Construct
 
-from infra.api_routes import ROUTES, FunctionName
+from infra.api_routes import OAUTH_CALLBACK_PATH, ROUTES, FunctionName
 from infra.constructs.api import Api
 from infra.constructs.events import Events
 from infra.constructs.functions import Functions, SharedResources
@@ -29,11 +29,16 @@ class LedgerlinkStack(Stack):
         self.queues = queues = Queues(self, "Queues", key=security.key)
         self.events = events = Events(self, "Events")
         self.api = api = Api(self, "Api")
-        layer = SharedLayer(self, "SharedLayer", include_dependencies=options.bundle_layer_dependencies)
+        layer = SharedLayer(
+            self,
+            "SharedLayer",
+            architecture=options.architecture,
+            include_dependencies=options.bundle_layer_dependencies,
+        )
         self.functions = Functions(
             self,
             "Functions",
-            layer=layer.layer_version,
+            layer=layer,
             resources=SharedResources(
                 table=storage.table,
                 key=security.key,
@@ -54,10 +59,31 @@ class LedgerlinkStack(Stack):
             dead_letter_queues={"Publish": queues.publish_dlq, "Refresh": queues.refresh_dlq},
         )
 
-        # What an operator or the capture product needs after a deploy.
-        CfnOutput(self, "ApiUrl", value=api.public_url)
-        CfnOutput(self, "UserPoolId", value=api.user_pool.user_pool_id)
-        CfnOutput(self, "UserPoolClientId", value=api.user_pool_client.user_pool_client_id)
-        CfnOutput(self, "PublishQueueUrl", value=queues.publish_queue.queue_url)
-        CfnOutput(self, "EventBusName", value=events.bus.event_bus_name)
-        CfnOutput(self, "DocumentsBucketName", value=storage.documents_bucket.bucket_name)
+        # What an operator or the capture product needs after a deploy (`cdk deploy` prints them).
+        outputs = {
+            "ApiUrl": (api.public_url, "Base URL of the REST API: <ApiUrl>/v1/..."),
+            "OAuthCallbackUrl": (
+                Fn.join("", [api.public_url, OAUTH_CALLBACK_PATH]),
+                "Redirect URI to register with each ledger's developer app",
+            ),
+            "UserPoolId": (api.user_pool.user_pool_id, "Cognito user pool the API's tokens come from"),
+            "UserPoolClientId": (
+                api.user_pool_client.user_pool_client_id,
+                "Cognito app client for the capture product's pages (SRP sign-in)",
+            ),
+            "PublishQueueUrl": (
+                queues.publish_queue.queue_url,
+                "FIFO queue the capture product sends captured items to (message group: business id)",
+            ),
+            "EventBusName": (events.bus.event_bus_name, "Event bus for connection, list and publish events"),
+            "DocumentsBucketName": (
+                storage.documents_bucket.bucket_name,
+                "Bucket the capture product puts item documents in for publishing",
+            ),
+            "AlarmTopicArn": (
+                self.monitoring.alarm_topic.topic_arn,
+                "SNS topic of the dead-letter alarms: subscribe an email, chat or pager to it",
+            ),
+        }
+        for output_id, (value, description) in outputs.items():
+            CfnOutput(self, output_id, value=value, description=description)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 
 from aws_cdk import Acknowledgment, Aws, Fn, RemovalPolicy, Validations
@@ -11,7 +12,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.api_routes import FunctionName, Route
+from infra.api_routes import GATEWAY_ERRORS, FunctionName, GatewayError, Route
 from infra.constants import (
     API_STAGE_NAME,
     API_THROTTLE_BURST,
@@ -21,6 +22,12 @@ from infra.constants import (
 )
 
 ACCESS_LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
+# Extra headers on some gateway errors; values are literals, hence the inner quotes.
+GATEWAY_ERROR_HEADERS: Mapping[str, Mapping[str, str]] = {
+    "UNAUTHORIZED": {"WWW-Authenticate": "'Bearer'"},  # RFC 6750: which scheme the 401 wants
+    # The stage refills its token bucket at API_THROTTLE_RATE_PER_SECOND: a second is enough.
+    "THROTTLED": {"Retry-After": "'1'"},
+}
 
 
 class Api(Construct):
@@ -64,6 +71,8 @@ class Api(Construct):
             ),
         )
         self._acknowledge_stage_and_logging_role()
+        for response_type, error in GATEWAY_ERRORS.items():
+            self._gateway_response(response_type, error)
         self.authorizer = apigateway.CognitoUserPoolsAuthorizer(
             self, "Authorizer", cognito_user_pools=[self.user_pool]
         )
@@ -125,6 +134,22 @@ class Api(Construct):
                     authorizer=self.authorizer,
                     request_validator=self.request_validator,
                 )
+
+    def _gateway_response(self, response_type: str, error: GatewayError) -> None:
+        """Errors the gateway answers itself (no token, no route, throttled) in the API's error format
+        instead of its default ``{"message": ...}``."""
+        # Gateway response templates only substitute variables (no VTL). messageString is the gateway's
+        # message already quoted as a JSON string; our own messages are quoted here.
+        message = json.dumps(error.message) if error.message else "$context.error.messageString"
+        body = '{"error":{"code":' + json.dumps(error.code) + ',"message":' + message + "}}"
+        headers = GATEWAY_ERROR_HEADERS.get(response_type)
+        self.rest_api.add_gateway_response(
+            f"{response_type.title().replace('_', '')}Response",
+            type=apigateway.ResponseType.of(response_type),
+            status_code=str(error.status) if error.status else None,
+            response_headers=dict(headers) if headers else None,
+            templates={"application/json": body},
+        )
 
     def _acknowledge_stage_and_logging_role(self) -> None:
         logging_role = self.rest_api.node.find_child("CloudWatchRole")

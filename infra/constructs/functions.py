@@ -40,7 +40,7 @@ from infra.constants import (
     SECRETS_PREFIX,
     SQS_BATCH_SIZE,
 )
-from infra.constructs.layer import LAYER_ARCHITECTURE, LAYER_RUNTIME
+from infra.constructs.layer import LAYER_RUNTIME, SharedLayer
 from infra.nag import wildcard_resource_finding
 from infra.options import DeploymentOptions
 from infra.permissions import PERMISSIONS, Grant, Resource
@@ -83,8 +83,9 @@ class SharedResources:
 
 
 class LedgerFunction(Construct):
-    """The one way a ledgerlink function is built: Python 3.13 on arm64, JSON logs into its own log
-    group, active tracing, the shared layer, and a role holding exactly the given grants."""
+    """The one way a ledgerlink function is built: Python 3.13 on the shared layer's architecture (arm64
+    unless deployed otherwise), JSON logs into its own log group, active tracing, the shared layer, and a
+    role holding exactly the given grants."""
 
     def __init__(
         self,
@@ -92,7 +93,7 @@ class LedgerFunction(Construct):
         construct_id: str,
         *,
         name: FunctionName,
-        layer: lambda_.ILayerVersion,
+        layer: SharedLayer,
         environment: Mapping[str, str],
         grants: tuple[Grant, ...],
         resources: SharedResources,
@@ -115,10 +116,11 @@ class LedgerFunction(Construct):
             "Function",
             description=DESCRIPTIONS[name],
             runtime=LAYER_RUNTIME,
-            architecture=LAYER_ARCHITECTURE,
+            # The layer's compiled wheels only load on the architecture they were installed for.
+            architecture=layer.architecture,
             code=lambda_.Code.from_asset(str(FUNCTIONS_DIR / name.value), exclude=list(ASSET_EXCLUDES)),
             handler=HANDLER,
-            layers=[layer],
+            layers=[layer.layer_version],
             memory_size=FUNCTION_MEMORY_MB,
             timeout=Duration.seconds(FUNCTION_TIMEOUT_SECONDS[name]),
             role=self.role,
@@ -208,7 +210,7 @@ class Functions(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        layer: lambda_.ILayerVersion,
+        layer: SharedLayer,
         resources: SharedResources,
         api_url: str,
         options: DeploymentOptions,
@@ -273,6 +275,7 @@ class Functions(Construct):
                 **common,
                 api_url=api_url,
                 refresh_queue_url=resources.refresh_queue.queue_url,
+                publish_queue_url=resources.publish_queue.queue_url,
                 allowed_return_origins=list(options.allowed_return_origins),
             ),
             FunctionName.REFRESH_LISTS: RefreshSettings(

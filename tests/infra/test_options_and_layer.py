@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from infra.api_routes import FunctionName
+from infra.constants import REPO_ROOT
 from infra.jsii_env import configure_jsii_environment
 from infra.options import (
     ALLOWED_RETURN_ORIGINS_CONTEXT,
+    ARCHITECTURE_CONTEXT,
     BUNDLE_LAYER_DEPENDENCIES_CONTEXT,
     TOKEN_STORE_CONTEXT,
     DeploymentOptions,
@@ -28,10 +31,18 @@ class FakeNode:
         return self._context.get(key)
 
 
-def test_options_default_to_per_ledger_tokens_and_no_wheels() -> None:
+def test_options_default_to_per_ledger_tokens_and_a_deployable_arm64_layer() -> None:
     assert DeploymentOptions.from_context(FakeNode({})) == DeploymentOptions()  # type: ignore[arg-type]
     assert DeploymentOptions().token_store == "per-ledger"
-    assert DeploymentOptions().bundle_layer_dependencies is False
+    assert DeploymentOptions().bundle_layer_dependencies is True
+    assert DeploymentOptions().architecture == "arm64"
+
+
+def test_cdk_json_deploys_what_the_defaults_say() -> None:
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    options = DeploymentOptions.from_context(FakeNode(context))  # type: ignore[arg-type]
+    assert options.bundle_layer_dependencies is True
+    assert options.architecture == "arm64"
 
 
 def test_options_accept_command_line_strings() -> None:
@@ -39,20 +50,24 @@ def test_options_accept_command_line_strings() -> None:
         {
             TOKEN_STORE_CONTEXT: "dynamodb-kms",
             ALLOWED_RETURN_ORIGINS_CONTEXT: "https://app.example.com, https://admin.example.com",
-            BUNDLE_LAYER_DEPENDENCIES_CONTEXT: "true",
+            BUNDLE_LAYER_DEPENDENCIES_CONTEXT: "false",
+            ARCHITECTURE_CONTEXT: "x86_64",
         }
     )
     options = DeploymentOptions.from_context(node)  # type: ignore[arg-type]
     assert options == DeploymentOptions(
         token_store="dynamodb-kms",
         allowed_return_origins=("https://app.example.com", "https://admin.example.com"),
-        bundle_layer_dependencies=True,
+        bundle_layer_dependencies=False,
+        architecture="x86_64",
     )
 
 
-def test_an_unknown_token_store_fails_the_synth() -> None:
+def test_an_unknown_token_store_or_architecture_fails_the_synth() -> None:
     with pytest.raises(ValueError, match="ledgerlink:tokenStore"):
         DeploymentOptions.from_context(FakeNode({TOKEN_STORE_CONTEXT: "vault"}))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ledgerlink:architecture"):
+        DeploymentOptions.from_context(FakeNode({ARCHITECTURE_CONTEXT: "aarch64"}))  # type: ignore[arg-type]
 
 
 def test_every_function_has_permissions_and_the_runtime_grants() -> None:
@@ -79,7 +94,7 @@ def test_handler_actions_leave_out_what_lambda_and_aws_services_do_for_the_funct
     assert "sqs:ChangeMessageVisibility" in handler_actions(FunctionName.PUBLISH_ITEM)
 
 
-def test_bundler_copies_the_package_and_refuses_wheels_until_implemented(tmp_path: Path) -> None:
+def test_bundler_without_a_platform_copies_only_the_package(tmp_path: Path) -> None:
     configure_jsii_environment()
     from infra.constants import SHARED_PACKAGE_DIR
     from infra.constructs.layer import SharedPackageBundler
@@ -92,7 +107,14 @@ def test_bundler_copies_the_package_and_refuses_wheels_until_implemented(tmp_pat
     assert SharedPackageBundler(package).try_bundle(str(tmp_path / "out"), None)  # type: ignore[arg-type]
     assert (tmp_path / "out" / "python" / "ledgerlink" / "__init__.py").is_file()
     assert not (tmp_path / "out" / "python" / "ledgerlink" / "__pycache__").exists()
-
-    with pytest.raises(NotImplementedError, match="bundleLayerDependencies"):
-        SharedPackageBundler(package, include_dependencies=True).try_bundle(str(tmp_path / "wheels"), None)  # type: ignore[arg-type]
+    assert [path.name for path in (tmp_path / "out" / "python").iterdir()] == ["ledgerlink"]
     assert SHARED_PACKAGE_DIR.name == "ledgerlink"
+
+
+def test_the_layer_installs_the_locked_runtime_closure_and_no_dev_tools() -> None:
+    configure_jsii_environment()
+    from infra.constructs.layer import locked_requirements
+
+    names = {line.split("==")[0] for line in locked_requirements().splitlines() if "==" in line}
+    assert {"aws-lambda-powertools", "pydantic", "pydantic-core", "httpx", "authlib", "boto3"} <= names
+    assert not names & {"ledgerlink", "aws-cdk-lib", "cdk-nag", "moto", "pytest", "ruff", "mypy"}

@@ -20,7 +20,7 @@ from ledgerlink.settings import (
 from ledgerlink.storage import schema
 
 from infra import constants
-from infra.api_routes import ROUTES, FunctionName
+from infra.api_routes import GATEWAY_ERRORS, OAUTH_CALLBACK_PATH, ROUTES, FunctionName
 from infra.permissions import actions_for
 from tests.infra.synthesized import SynthesizedApp
 
@@ -266,8 +266,7 @@ def test_oauth_callback_api_url_is_built_from_the_rest_api_id(synthesized: Synth
 
 def test_layer_asset_holds_the_shared_package_without_caches(synthesized: SynthesizedApp) -> None:
     _, layer = _only(synthesized.of_type("AWS::Lambda::LayerVersion"))
-    asset_hash = layer["Properties"]["Content"]["S3Key"].removesuffix(".zip")
-    asset = synthesized.assembly_dir / f"asset.{asset_hash}"
+    asset = synthesized.layer_asset_dir()
     assert (asset / "python" / "ledgerlink" / "__init__.py").is_file()
     assert (asset / "python" / "ledgerlink" / "settings.py").is_file()
     assert not list(asset.rglob("__pycache__"))
@@ -277,8 +276,7 @@ def test_layer_asset_holds_the_shared_package_without_caches(synthesized: Synthe
 
 @pytest.mark.parametrize("name", list(FunctionName))
 def test_handler_asset_is_the_function_folder(synthesized: SynthesizedApp, name: FunctionName) -> None:
-    code = synthesized.resources[synthesized.function_id(name)]["Properties"]["Code"]
-    asset = synthesized.assembly_dir / f"asset.{code['S3Key'].removesuffix('.zip')}"
+    asset = synthesized.handler_asset_dir(name)
     assert (asset / "handler.py").is_file()
     assert not list(asset.rglob("__pycache__"))
 
@@ -466,6 +464,145 @@ def test_stage_logs_traces_and_throttles(synthesized: SynthesizedApp) -> None:
             ],
         },
     )
+
+
+def test_the_gateways_own_errors_use_the_api_error_format(synthesized: SynthesizedApp) -> None:
+    rest_api_id, _ = _only(synthesized.of_type("AWS::ApiGateway::RestApi"))
+    responses = {
+        response["Properties"]["ResponseType"]: response["Properties"]
+        for response in synthesized.of_type("AWS::ApiGateway::GatewayResponse").values()
+    }
+    assert set(responses) == {
+        "UNAUTHORIZED",
+        "MISSING_AUTHENTICATION_TOKEN",
+        "ACCESS_DENIED",
+        "THROTTLED",
+        "DEFAULT_4XX",
+        "DEFAULT_5XX",
+    }
+    for response_type, response in responses.items():
+        assert response["RestApiId"] == _ref(rest_api_id)
+        # What the gateway sends once it has put its own (JSON-quoted) message into the template.
+        template = response["ResponseTemplates"]["application/json"]
+        body = json.loads(template.replace("$context.error.messageString", '"Request too large"'))
+        assert set(body) == {"error"}
+        assert set(body["error"]) == {"code", "message"}
+        assert body["error"]["code"] == GATEWAY_ERRORS[response_type].code
+        assert body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("response_type", "status", "body", "headers"),
+    [
+        (
+            "UNAUTHORIZED",
+            "401",
+            {"code": "unauthenticated", "message": "sign in first: missing or invalid token"},
+            {"gatewayresponse.header.WWW-Authenticate": "'Bearer'"},
+        ),
+        # What a REST API answers for a path or method that matches no route.
+        (
+            "MISSING_AUTHENTICATION_TOKEN",
+            "404",
+            {"code": "route_not_found", "message": "no such route"},
+            None,
+        ),
+        ("ACCESS_DENIED", "403", {"code": "forbidden", "message": "not allowed"}, None),
+        (
+            "THROTTLED",
+            "429",
+            {"code": "throttled", "message": "too many requests: retry in a moment"},
+            {"gatewayresponse.header.Retry-After": "'1'"},
+        ),
+    ],
+)
+def test_gateway_error_status_body_and_headers(
+    synthesized: SynthesizedApp,
+    response_type: str,
+    status: str,
+    body: dict[str, str],
+    headers: dict[str, str] | None,
+) -> None:
+    from aws_cdk.assertions import Match
+
+    synthesized.template.has_resource_properties(
+        "AWS::ApiGateway::GatewayResponse",
+        {
+            "ResponseType": response_type,
+            "StatusCode": status,
+            "ResponseTemplates": {"application/json": json.dumps({"error": body}, separators=(",", ":"))},
+            "ResponseParameters": headers if headers else Match.absent(),
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("response_type", "code"), [("DEFAULT_4XX", "bad_request"), ("DEFAULT_5XX", "internal_error")]
+)
+def test_default_gateway_errors_keep_the_gateways_status_and_message(
+    synthesized: SynthesizedApp, response_type: str, code: str
+) -> None:
+    from aws_cdk.assertions import Match
+
+    synthesized.template.has_resource_properties(
+        "AWS::ApiGateway::GatewayResponse",
+        {
+            "ResponseType": response_type,
+            # 400, 413, 415, 502, 504...: the status still tells the cases apart.
+            "StatusCode": Match.absent(),
+            "ResponseTemplates": {
+                "application/json": f'{{"error":{{"code":"{code}","message":$context.error.messageString}}}}'
+            },
+        },
+    )
+
+
+# --- Outputs -----------------------------------------------------------------------------------------
+
+
+def test_outputs_give_an_operator_and_the_capture_product_what_they_need(
+    synthesized: SynthesizedApp,
+) -> None:
+    rest_api_id, _ = _only(synthesized.of_type("AWS::ApiGateway::RestApi"))
+    # RestApi adds an output of its own (the stage URL, with a trailing slash); the rest are ours.
+    ours = {
+        key: value for key, value in synthesized.outputs.items() if not key.startswith("ApiRestApiEndpoint")
+    }
+    assert all(output.get("Description") for output in ours.values())
+    assert set(ours) == {
+        "ApiUrl",
+        "OAuthCallbackUrl",
+        "UserPoolId",
+        "UserPoolClientId",
+        "PublishQueueUrl",
+        "EventBusName",
+        "DocumentsBucketName",
+        "AlarmTopicArn",
+    }
+
+    stack = synthesized.stack
+    referenced = {
+        "UserPoolId": stack.api.user_pool,
+        "UserPoolClientId": stack.api.user_pool_client,
+        "PublishQueueUrl": stack.queues.publish_queue,
+        "EventBusName": stack.events.bus,
+        "DocumentsBucketName": stack.storage.documents_bucket,
+        "AlarmTopicArn": stack.monitoring.alarm_topic,
+    }
+    for output, construct in referenced.items():
+        assert ours[output]["Value"] == _ref(synthesized.logical_id(construct)), output
+    api_url = ours["ApiUrl"]["Value"]["Fn::Join"][1]
+    assert api_url[:2] == ["https://", _ref(rest_api_id)]
+    assert api_url[-1] == f"/{constants.API_STAGE_NAME}"
+    callback = ours["OAuthCallbackUrl"]["Value"]["Fn::Join"][1]
+    assert callback[:-1] == api_url[:-1]
+    assert callback[-1] == f"/{constants.API_STAGE_NAME}{OAUTH_CALLBACK_PATH}"
+
+
+def test_the_callback_output_is_the_redirect_uri_the_handler_sends() -> None:
+    from ledgerlink.services.connections import CALLBACK_PATH
+
+    assert OAUTH_CALLBACK_PATH == CALLBACK_PATH
 
 
 # --- Events and monitoring ---------------------------------------------------------------------------
