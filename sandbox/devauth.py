@@ -12,6 +12,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 from joserfc.jwt import JWTClaimsRegistry
+
 from ledgerlink.models.common import Role
 
 # A fixed, public development key: these tokens only ever open a gateway bound to 127.0.0.1.

@@ -6,9 +6,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ledgerlink.api.schemas import ErrorBody
-
 from infra.api_routes import ROUTES, FunctionName
+from ledgerlink.api.schemas import ErrorBody
 
 TITLE = "ledgerlink API"
 VERSION = "1.0.0"

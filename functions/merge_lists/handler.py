@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from ledgerlink.api.auth import require_admin
 from ledgerlink.api.http import ERROR_RESPONSES, build_resolver, current_caller
 from ledgerlink.errors import NotYetAvailable

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from ledgerlink.api.http import ERROR_RESPONSES, build_resolver, current_caller
 from ledgerlink.api.schemas import (
     CallbackResult,

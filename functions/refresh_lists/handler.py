@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from ledgerlink.api.http import ERROR_RESPONSES, build_resolver, current_caller
 from ledgerlink.api.schemas import ListPage
 from ledgerlink.observability import logger, metrics, tracer

@@ -16,15 +16,6 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
-from ledgerlink.settings import (
-    ENV_PREFIX,
-    CommonSettings,
-    ConnectionSettings,
-    MergeSettings,
-    PublishSettings,
-    RefreshSettings,
-    environment_for,
-)
 
 from infra.api_routes import FunctionName
 from infra.constants import (
@@ -44,6 +35,15 @@ from infra.constructs.layer import LAYER_RUNTIME, SharedLayer
 from infra.nag import wildcard_resource_finding
 from infra.options import DeploymentOptions
 from infra.permissions import PERMISSIONS, Grant, Resource
+from ledgerlink.settings import (
+    ENV_PREFIX,
+    CommonSettings,
+    ConnectionSettings,
+    MergeSettings,
+    PublishSettings,
+    RefreshSettings,
+    environment_for,
+)
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 # The simulators' origins are for `ledgerlink local` only: a deployed function talks to the real ledgers.

@@ -6,9 +6,9 @@ from aws_cdk import Acknowledgment, RemovalPolicy, SecretValue, Validations
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
-from ledgerlink.models.common import ProviderName
 
 from infra.constants import APP_SECRETS_PREFIX
+from ledgerlink.models.common import ProviderName
 
 APP_SECRET_DESCRIPTION = (
     "ledgerlink app credentials for {ledger}. Created empty by the stack: put the JSON "

@@ -7,6 +7,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+
 from ledgerlink.storage import schema
 
 # The schema module speaks DynamoDB's attribute type letters; only strings are used today.

@@ -128,6 +128,11 @@ class Unavailable(LedgerError):
     """5xx, timeouts, connection failures: transient, retry later."""
 
 
+class TokenEndpointUnavailable(Unavailable):
+    """The ledger's token endpoint failed (5xx, timeout): access cannot be renewed right now, so
+    the connection is ``refresh_failing`` until a refresh succeeds."""
+
+
 @dataclass(frozen=True)
 class FieldError:
     """One validation message from a ledger, with the field it concerns when the ledger says."""

@@ -19,7 +19,6 @@ from ledgerlink.models.tokens import AppCredentials, TokenSet
 from ledgerlink.providers.base import LedgerAdapter, LedgerSession
 from ledgerlink.providers.registry import build_adapter
 from ledgerlink.services.coding import ListIndex, build_publish_plan
-
 from sandbox.simulators.harness import LedgerSimulator, SimClock
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)

@@ -6,10 +6,10 @@ rate limits honoured, expired access refreshed."""
 from __future__ import annotations
 
 import pytest
+
 from ledgerlink.errors import Rejected
 from ledgerlink.models.lists import RecordStatus, record_id
 from ledgerlink.providers.base import Attachment
-
 from tests.contract.harness import CONNECTION_ID, LedgerHarness
 
 

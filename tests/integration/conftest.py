@@ -12,10 +12,10 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from ledgerlink.runtime import Runtime, install_runtime
 from moto import mock_aws
 
 from infra.api_routes import FunctionName
+from ledgerlink.runtime import Runtime, install_runtime
 from sandbox.aws_resources import REGION, LocalResources, create_resources
 from sandbox.devauth import mint_token
 from sandbox.gateway import LocalGateway

@@ -4,9 +4,9 @@ change connection, disconnect (keep or wipe lists), licences."""
 from __future__ import annotations
 
 import pytest
+
 from ledgerlink.storage.dynamo import Table
 from ledgerlink.storage.lists import ListRepository
-
 from tests.integration.conftest import Service
 from tests.integration.helpers import by_code, cost_item
 

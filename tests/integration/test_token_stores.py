@@ -6,14 +6,14 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from ledgerlink.models.tokens import TokenSet
 from ledgerlink.storage.dynamo import Table
 from ledgerlink.storage.schema import TOKENS_SK, connection_pk
 from ledgerlink.tokens.dynamodb_kms import DynamoDbKmsTokenStore, StaleTokenWrite
 from ledgerlink.tokens.secretsmanager import SecretsManagerTokenStore
 from ledgerlink.tokens.store import TokenNotFound, TokenStore
-from moto import mock_aws
-
 from sandbox.aws_resources import REGION, create_resources
 
 EXPIRY = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -3,10 +3,13 @@ refresh responses, revoked consent, and no secret value in any log."""
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 
 import pytest
+
+from infra.api_routes import FunctionName
 from ledgerlink.errors import Unavailable
 from ledgerlink.models.connection import ConnectionStatus
 from ledgerlink.runtime import current_runtime
@@ -14,7 +17,6 @@ from ledgerlink.services.ledgers import Ledgers
 from ledgerlink.settings import PublishSettings
 from ledgerlink.storage.connections import ConnectionRepository
 from ledgerlink.storage.dynamo import Table
-
 from tests.integration.conftest import Service
 from tests.integration.helpers import cost_item
 
@@ -156,3 +158,40 @@ def test_a_connection_idle_past_its_refresh_token_life_needs_a_reconnect(connect
     connected.drain()
     assert api.get("/v1/connection").json()["status"] == "needs_reconnect"
     assert connections.get("biz-1").connection_id == connection.connection_id
+
+
+def test_the_schedule_keeps_an_idle_connection_alive(connected: Service):
+    """Nothing published for 55 days: the scheduled refresh renews the refresh token, so the
+    connection still works ten days after Xero's 60-day limit would have killed the first one."""
+    connected.clock.advance(timedelta(days=55).total_seconds())
+    connected.host.invoke(FunctionName.REFRESH_LISTS, {"source": "ledgerlink.schedule", "action": "fan_out"})
+    connected.drain()
+    connected.clock.advance(timedelta(days=10).total_seconds())
+    api = connected.client()
+    api.post("/v1/items", json={"item": cost_item(api, "cap-alive", supplier=SUPPLIER), "publish": True})
+    connected.drain()
+    assert api.get("/v1/connection").json()["status"] == "connected"
+    assert api.get("/v1/items/cap-alive").json()["status"] == "published"
+
+
+def test_a_failing_token_endpoint_marks_the_connection_until_it_recovers(connected: Service):
+    api = connected.client()
+    connected.events()
+    connected.clock.advance(31 * 60)
+    connected.xero.inject_fault("503", "/connect/token", method="POST", count=None)
+    connection_id = api.get("/v1/connection").json()["connection_id"]
+    refresh = {"business_id": "biz-1", "connection_id": connection_id, "reason": "requested"}
+    sqs = connected.session.client("sqs")
+    sqs.send_message(QueueUrl=connected.resources.refresh_queue_url, MessageBody=json.dumps(refresh))
+    connected.drain()
+    failing = api.get("/v1/connection").json()
+    assert failing["status"] == "refresh_failing"
+    assert "503" in failing["status_reason"]
+
+    connected.xero.clear_faults()
+    sqs.purge_queue(QueueUrl=connected.resources.refresh_queue_url)
+    sqs.send_message(QueueUrl=connected.resources.refresh_queue_url, MessageBody=json.dumps(refresh))
+    connected.drain()
+    assert api.get("/v1/connection").json()["status"] == "connected"
+    changes = [e["detail"]["status"] for e in connected.events() if e["detail-type"] == "connection.status_changed"]
+    assert changes == ["refresh_failing", "connected"]

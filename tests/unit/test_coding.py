@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from ledgerlink.models.connection import PublishingSettings
 from ledgerlink.models.lists import normalise_name
 from ledgerlink.models.publishing import ValueSource
 from ledgerlink.models.rules import PartyRule
 from ledgerlink.providers.xero import XeroAdapter
 from ledgerlink.services.coding import ListIndex, build_publish_plan, idempotency_key
-
 from tests.unit.factories import (
     ALL_RECORDS,
     CURRENT_ACCOUNT,

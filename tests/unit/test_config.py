@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
+
 from ledgerlink.errors import InvalidRequest
 from ledgerlink.models.common import ProviderName
 from ledgerlink.providers import registry
 from ledgerlink.providers.config import ProviderConfig
 from ledgerlink.providers.xero import XeroAdapter
 from ledgerlink.settings import ConnectionSettings, SettingsError, settings_from_environment
-from pydantic import ValidationError
 
 
 def test_with_origin_keeps_every_path_and_moves_every_host():

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
+
 from ledgerlink.models.common import ListType
 from ledgerlink.models.connection import Connection, ConnectionStatus, IllegalTransition
 from ledgerlink.models.lists import list_type_of, record_id
 from ledgerlink.models.tokens import TokenSet
-from pydantic import ValidationError
-
 from tests.unit.factories import cost_item
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 
 import httpx
+
 from ledgerlink.errors import AuthRevoked, NotFound, Rejected
 from ledgerlink.models.tokens import AppCredentials
 from ledgerlink.providers.xero import XeroAdapter, parse_xero_datetime

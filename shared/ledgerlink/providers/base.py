@@ -22,6 +22,7 @@ from ledgerlink.errors import (
     NotFound,
     RateLimited,
     Rejected,
+    TokenEndpointUnavailable,
     Unavailable,
 )
 from ledgerlink.models.common import ListType
@@ -169,7 +170,11 @@ class LedgerAdapter(ABC):
     def token_set_from(self, token: Mapping[str, Any], *, callback_params: Mapping[str, str]) -> TokenSet:
         now = self._clock.now()
         expires_in = int(token.get("expires_in") or 1800)
-        refresh_expires_in = token.get("refresh_token_expires_in") or token.get("x_refresh_token_expires_in")
+        refresh_expires_in = (
+            token.get("refresh_token_expires_in")
+            or token.get("x_refresh_token_expires_in")
+            or (self.config.refresh_token_lifetime_seconds if token.get("refresh_token") else None)
+        )
         return TokenSet(
             access_token=token["access_token"],
             refresh_token=token.get("refresh_token"),
@@ -207,7 +212,9 @@ class LedgerAdapter(ABC):
                 provider=self.provider,
             )
         if response.status_code >= 500:
-            raise Unavailable(f"token endpoint answered {response.status_code}", provider=self.provider)
+            raise TokenEndpointUnavailable(
+                f"token endpoint answered {response.status_code}", provider=self.provider
+            )
         if response.status_code == 401:
             raise LedgerError(
                 "the ledger refused our app credentials (check the app secret)", provider=self.provider
@@ -225,7 +232,7 @@ class LedgerAdapter(ABC):
                 ) from error
             raise LedgerError(f"token request failed: {error.error}", provider=self.provider) from error
         except httpx.TransportError as error:
-            raise Unavailable(
+            raise TokenEndpointUnavailable(
                 f"token endpoint unreachable: {type(error).__name__}", provider=self.provider
             ) from error
 

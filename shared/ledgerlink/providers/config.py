@@ -36,6 +36,9 @@ class ProviderConfig(BaseModel):
     max_attempts: int = Field(default=4, ge=1, le=10)
     # A Retry-After up to this long is waited out in place; longer ones go back to the queue.
     max_inline_wait_seconds: float = Field(default=10.0, ge=0)
+    # How long an unused refresh token lives, for ledgers whose token response does not say
+    # (Xero: 60 days). The keep-alive refreshes connections before this runs out.
+    refresh_token_lifetime_seconds: int | None = Field(default=None, gt=0)
 
     @field_validator("authorize_url", "token_url", "revoke_url", "api_base_url")
     @classmethod

@@ -92,6 +92,7 @@ class XeroAdapter(LedgerAdapter):
             "accounting.attachments",
         ),
         page_size=1000,
+        refresh_token_lifetime_seconds=60 * 24 * 3600,  # "expires after 60 days unused"
     )
     capabilities: ClassVar[Capabilities] = Capabilities(
         provider=ProviderName.XERO,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ledgerlink.clock import Clock
+from ledgerlink.errors import LedgerError
 from ledgerlink.models.connection import Connection, ConnectionStatus
 from ledgerlink.observability import count, logger
 from ledgerlink.services.events import EventPublisher
@@ -36,6 +37,22 @@ class ConnectionStatusKeeper:
             self.announce(saved, previous)
             return saved
         raise StaleConnection(f"could not record status {status} for {connection.connection_id}")
+
+    def refresh_failing(self, connection: Connection, error: LedgerError) -> Connection:
+        """The ledger's token endpoint is failing: say so, and keep trying (it may recover)."""
+        if connection.status not in (ConnectionStatus.CONNECTED, ConnectionStatus.REFRESH_FAILING):
+            return connection
+        return self.move(
+            connection,
+            ConnectionStatus.REFRESH_FAILING,
+            f"the ledger could not renew our access: {error.message}",
+        )
+
+    def working(self, connection: Connection) -> Connection:
+        """A call to the ledger just succeeded: a refresh_failing connection is healthy again."""
+        if connection.status != ConnectionStatus.REFRESH_FAILING:
+            return connection
+        return self.move(connection, ConnectionStatus.CONNECTED, "access renewed")
 
     def announce(self, connection: Connection, previous: ConnectionStatus | None) -> None:
         logger.info(

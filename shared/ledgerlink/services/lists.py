@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from ledgerlink.api.auth import Caller
 from ledgerlink.api.schemas import ListPage
 from ledgerlink.clock import Clock
-from ledgerlink.errors import AuthRevoked, InvalidRequest, ResourceNotFound
+from ledgerlink.errors import AuthRevoked, InvalidRequest, ResourceNotFound, TokenEndpointUnavailable
 from ledgerlink.models.common import ListType
 from ledgerlink.models.connection import Connection, ConnectionStatus, ListCounts, ListFreshness
 from ledgerlink.models.lists import ListRecord, RecordStatus
@@ -31,6 +31,9 @@ from ledgerlink.storage.schema import (
 
 REFRESHABLE = frozenset({ConnectionStatus.CONNECTED, ConnectionStatus.REFRESH_FAILING})
 DEFAULT_REFRESH_INTERVAL = timedelta(hours=1)
+# Refresh tokens that would die unused within this window are renewed by the scheduled refresh
+# (Sage's live 31 days, Xero's 60 days unused).
+KEEP_ALIVE_WINDOW = timedelta(days=7)
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 100
 
@@ -76,6 +79,9 @@ class ListService:
         wanted = [t for t in (request.lists or adapter.capabilities.lists) if t in adapter.capabilities.lists]
         results: dict[ListType, ListCounts] = {}
         try:
+            self._ledgers.token_manager(connection).keep_alive(
+                connection, adapter.refresh_tokens, window=KEEP_ALIVE_WINDOW
+            )
             for list_type in wanted:
                 state = self._lists.state(connection.connection_id, list_type)
                 started = time.monotonic()
@@ -110,11 +116,13 @@ class ListService:
         except AuthRevoked as error:
             self._status.move(connection, ConnectionStatus.NEEDS_RECONNECT, error.message)
             return results
+        except TokenEndpointUnavailable as error:
+            self._status.refresh_failing(connection, error)
+            raise
         finally:
             if results:
                 self._record_freshness(connection, results)
-        if connection.status == ConnectionStatus.REFRESH_FAILING:
-            self._status.move(connection, ConnectionStatus.CONNECTED, "lists refreshed")
+        self._status.working(connection)
         self._events.publish(
             "lists.refreshed",
             {

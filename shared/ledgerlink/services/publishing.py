@@ -18,6 +18,7 @@ from ledgerlink.errors import (
     RateLimited,
     Rejected,
     ResourceNotFound,
+    TokenEndpointUnavailable,
     Unavailable,
 )
 from ledgerlink.models.common import ItemType, ListType
@@ -232,6 +233,7 @@ class PublishingService:
                 # Saved before the attachment: a failed attachment is retried alone, never the bill.
                 stored, version = self._saved_attempt(stored, version, "published", None)
                 count("ItemsPublished")
+                self._status.working(connection)
                 self._events.publish("item.published", self._event_detail(stored, connection))
             if stored.item.document is not None and stored.attachment_id is None:
                 attachment_id = adapter.attach(session, plan, _result_of(stored), self._document(plan))
@@ -254,6 +256,8 @@ class PublishingService:
                 ),
             )
         except (RateLimited, Unavailable) as error:
+            if isinstance(error, TokenEndpointUnavailable):
+                self._status.refresh_failing(connection, error)
             status = ItemStatus.FAILED if final_delivery else ItemStatus.RETRYING
             hint = (
                 "It was tried repeatedly and moved aside; publish it again when the ledger is back."

@@ -57,6 +57,16 @@ class TokenManager:
             tokens = self.refresh(connection, refresher, seen_generation=tokens.generation)
         return tokens.access_token.get_secret_value()
 
+    def keep_alive(self, connection: Connection, refresher: Refresher, *, window: timedelta) -> bool:
+        """Refresh now if the refresh token would die unused within ``window`` (an idle
+        connection must not lose its consent). Returns whether it refreshed."""
+        tokens = self.current(connection)
+        if tokens.refresh_expires_at is None or tokens.refresh_expires_at - window > self._clock.now():
+            return False
+        self.refresh(connection, refresher, seen_generation=tokens.generation)
+        logger.info("keep-alive refresh", connection_id=connection.connection_id)
+        return True
+
     def current(self, connection: Connection) -> TokenSet:
         with self._cache_lock:
             cached = self._cache.get(connection.connection_id)

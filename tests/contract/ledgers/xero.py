@@ -6,7 +6,6 @@ from typing import Any
 
 from ledgerlink.models.common import ListType, ProviderName
 from ledgerlink.models.tokens import TokenSet
-
 from sandbox.simulators.xero import XeroSimulator
 from tests.contract.harness import LedgerHarness, register
 
