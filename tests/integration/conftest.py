@@ -21,14 +21,17 @@ from sandbox.devauth import mint_token
 from sandbox.gateway import LocalGateway
 from sandbox.lambda_host import FunctionHost, current_function
 from sandbox.poller import QueuePoller
-from sandbox.simulators.harness import SimClock
+from sandbox.simulators import SIMULATORS
+from sandbox.simulators.harness import LedgerSimulator, SimClock
 from sandbox.simulators.xero import XeroSimulator
 from sandbox.transport import RoutingTransport
 
 API_HOST = "127.0.0.1"
 API_URL = f"http://{API_HOST}:8000"  # the simulators accept loopback redirect URIs only
 APP_ORIGIN = "https://app.capture.test"
-XERO_HOST = "xero.sim"
+# Each ledger's simulator answers, in-process, on a made-up host of its own.
+LEDGER_HOSTS = {provider: f"{provider}.sim" for provider in SIMULATORS}
+KASHFLOW_LOGIN = {"username": "demo", "password": "demo-password", "memorable_word": "ledgerlink"}
 
 
 @dataclass
@@ -38,9 +41,22 @@ class Service:
     session: Any
     resources: LocalResources
     clock: SimClock
-    xero: XeroSimulator
     transport: RoutingTransport
     host: FunctionHost = field(default_factory=FunctionHost)
+    simulators: dict[str, LedgerSimulator] = field(default_factory=dict)
+
+    def simulator(self, provider: str) -> LedgerSimulator:
+        """The ledger's simulator, started on first use (a test pays only for the ledgers it uses)."""
+        if provider not in self.simulators:
+            self.simulators[provider] = SIMULATORS[provider](self.clock, auto_consent=True)
+            self.transport.add(LEDGER_HOSTS[provider], self.simulators[provider].transport())
+        return self.simulators[provider]
+
+    @property
+    def xero(self) -> XeroSimulator:
+        simulator = self.simulator("xero")
+        assert isinstance(simulator, XeroSimulator)
+        return simulator
 
     def client(self, business: str = "biz-1", role: str = "admin", user: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {mint_token(business, role, user_id=user)}"}
@@ -96,9 +112,19 @@ class Service:
         return self.browser().get(consented.headers["location"])
 
     def connect_xero(self, business: str = "biz-1", *, organisation_index: int = 0) -> dict[str, Any]:
-        """Connect through the real OAuth redirect dance and wait for the first import."""
+        return self.connect("xero", business, organisation_index=organisation_index)
+
+    def connect(self, provider: str, business: str = "biz-1", *, organisation_index: int = 0) -> dict[str, Any]:
+        """Connect through the ledger's real sign-in (the OAuth redirect dance, or KashFlow's
+        login) and wait for the first import."""
+        self.simulator(provider)
         admin = self.client(business)
-        started = admin.post("/v1/connection", json={"provider": "xero"})
+        if provider == "kashflow":
+            started = admin.post("/v1/connection", json={"provider": provider, "credentials": KASHFLOW_LOGIN})
+            assert started.status_code == 201, started.text
+            self.drain()
+            return admin.get("/v1/connection").json()
+        started = admin.post("/v1/connection", json={"provider": provider})
         assert started.status_code == 201, started.text
         landed = self.browser().get(started.json()["authorize_url"], follow_redirects=True)
         assert landed.status_code == 200, landed.text
@@ -139,14 +165,13 @@ def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
         resources = create_resources(session)
         # Watch what the handlers really call, to hold it against the IAM grants (test_iam_usage).
         session.events.register("before-call", _record_aws_call)
-        for name, value in resources.environment(
-            api_url=API_URL, ledger_origins={"xero": f"https://{XERO_HOST}"}, return_origins=[APP_ORIGIN]
-        ).items():
+        origins = {provider: f"https://{host}" for provider, host in LEDGER_HOSTS.items()}
+        for name, value in resources.environment(api_url=API_URL, ledger_origins=origins, return_origins=[APP_ORIGIN]).items():
             monkeypatch.setenv(name, value)
         clock = SimClock()
-        xero = XeroSimulator(clock, auto_consent=True)
-        transport = RoutingTransport({XERO_HOST: xero.transport()})
-        service = Service(session=session, resources=resources, clock=clock, xero=xero, transport=transport)
+        hosts = {host: provider for provider, host in LEDGER_HOSTS.items()}
+        transport = RoutingTransport({}, start=lambda host: service.simulator(hosts[host]).transport() if host in hosts else None)
+        service = Service(session=session, resources=resources, clock=clock, transport=transport)
         transport.add(API_HOST, httpx.WSGITransport(app=LocalGateway(service.host)))
         install_runtime(
             Runtime(clock=clock, http_transport=transport, sleep=_sleep_on(clock), boto3_session=session)

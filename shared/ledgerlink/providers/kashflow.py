@@ -492,6 +492,10 @@ class KashFlowAdapter(LedgerAdapter):
             field="provider",
         )
 
+    def connect_directly(self, credentials: Mapping[str, str]) -> TokenSet:
+        """KashFlow's way in: the Admin's login (username, password, memorable word)."""
+        return self.login(credentials["username"], credentials["password"], credentials["memorable_word"])
+
     def login(self, username: str, password: str, memorable_word: str) -> TokenSet:
         """The two-step login: ``POST /sessiontoken`` (user name and password) names three
         positions of the memorable word; ``PUT /sessiontoken`` with those letters returns the

@@ -21,7 +21,10 @@ from ledgerlink.providers.config import Capabilities, ProviderConfig
 # provider -> "module:Class"; a ledger is supported once it is listed here.
 ADAPTERS: dict[ProviderName, str] = {
     ProviderName.XERO: "ledgerlink.providers.xero:XeroAdapter",
+    ProviderName.SAGE: "ledgerlink.providers.sage:SageAdapter",
+    ProviderName.QUICKBOOKS: "ledgerlink.providers.quickbooks:QuickBooksAdapter",
     ProviderName.KASHFLOW: "ledgerlink.providers.kashflow:KashFlowAdapter",
+    ProviderName.FREEAGENT: "ledgerlink.providers.freeagent:FreeAgentAdapter",
 }
 
 

@@ -31,7 +31,8 @@ class ListIndex:
     """The imported lists of one connection, indexed the ways coding needs."""
 
     by_id: dict[str, ListRecord] = field(default_factory=dict)
-    contacts_by_name: dict[str, ListRecord] = field(default_factory=dict)
+    # normalised name -> the contacts of that name (a ledger may keep a supplier and a customer apart)
+    contacts_by_name: dict[str, list[ListRecord]] = field(default_factory=dict)
     categories_by_code: dict[str, ListRecord] = field(default_factory=dict)
     tax_rates_by_code: dict[str, ListRecord] = field(default_factory=dict)
 
@@ -41,16 +42,23 @@ class ListIndex:
         for record in records:
             index.by_id[record.id] = record
             if record.list_type == ListType.CONTACTS:
-                key = normalise_name(record.name)
-                current = index.contacts_by_name.get(key)
-                # Prefer an active contact when an archived one has the same name.
-                if current is None or current.status == RecordStatus.ARCHIVED:
-                    index.contacts_by_name[key] = record
+                index.contacts_by_name.setdefault(normalise_name(record.name), []).append(record)
             elif record.list_type == ListType.CATEGORIES and record.code:
                 index.categories_by_code[record.code] = record
             elif record.list_type == ListType.TAX_RATES and record.code:
                 index.tax_rates_by_code[record.code] = record
         return index
+
+    def contact_named(self, name: str, *, customer: bool | None) -> ListRecord | None:
+        """The contact called ``name``: one in the right role first (a supplier for costs, a
+        customer for sales), an active one before an archived one."""
+        candidates = self.contacts_by_name.get(normalise_name(name), [])
+
+        def preference(record: ListRecord) -> tuple[bool, bool]:
+            in_role = customer is None or bool(record.is_customer if customer else record.is_supplier)
+            return (not in_role, record.status == RecordStatus.ARCHIVED)
+
+        return min(candidates, key=preference, default=None)
 
 
 class _Planner:
@@ -111,7 +119,7 @@ class _Planner:
         party = self.item.party
         if self.item.type == ItemType.EXPENSE_CLAIM and self.item.claimant is not None:
             name = self.item.claimant.name
-            found = self.lists.contacts_by_name.get(normalise_name(name))
+            found = self.lists.contact_named(name, customer=False)
             if found is not None:
                 return self.resolved(found, ValueSource.LEDGER_DEFAULT)
             return Resolved(name=name, source=ValueSource.CAPTURED)
@@ -123,11 +131,12 @@ class _Planner:
             if role in self.edited:
                 source = ValueSource.MANUAL
         else:
-            record = self.lists.contacts_by_name.get(normalise_name(party.name))  # type: ignore[assignment]
+            named = self.lists.contact_named(party.name, customer=role == "customer")
             source = ValueSource.LEDGER_DEFAULT
-            if record is None:
+            if named is None:
                 # Unknown to the ledger: it will be created (once) under the captured name.
                 return Resolved(name=party.name, remote_id=party.remote_id, source=ValueSource.CAPTURED)
+            record = named
         if record.status == RecordStatus.ARCHIVED:
             self.problem(
                 "archived_contact",
@@ -163,6 +172,7 @@ class _Planner:
             kind="category",
             line_number=index + 1,
             allowed=record.usable_for if record else [],
+            strict=True,  # a balance-sheet account (usable for nothing) never codes an item
             missing_hint="Choose a category for the line, or add a supplier rule with a default category.",
             wrong_kind_hint="Choose a category of the right kind (e.g. an expense account for a cost).",
         )
@@ -204,6 +214,7 @@ class _Planner:
         line_number: int,
         allowed: list[ItemType],
         missing_hint: str,
+        strict: bool = False,
         wrong_kind_hint: str,
     ) -> Resolved:
         """A line's category or tax rate, with the problems that would make the ledger refuse it."""
@@ -220,7 +231,7 @@ class _Planner:
                 f"Choose an active {label}.",
                 path,
             )
-        elif allowed and self.item.type not in allowed:
+        elif (allowed or strict) and self.item.type not in allowed:
             self.problem(
                 f"{kind}_not_allowed",
                 f"The {label} {record.name} cannot be used on a {item_kind} item",

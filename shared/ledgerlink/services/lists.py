@@ -12,7 +12,7 @@ from ledgerlink.clock import Clock
 from ledgerlink.errors import AuthRevoked, InvalidRequest, ResourceNotFound, TokenEndpointUnavailable
 from ledgerlink.models.common import ListType
 from ledgerlink.models.connection import Connection, ConnectionStatus, ListCounts, ListFreshness
-from ledgerlink.models.lists import ListRecord, RecordStatus
+from ledgerlink.models.lists import ListRecord, RecordStatus, record_id
 from ledgerlink.observability import count, logger
 from ledgerlink.services.connection_status import ConnectionStatusKeeper
 from ledgerlink.services.events import EventPublisher
@@ -160,8 +160,12 @@ class ListService:
                 counts.changed += 1
             changed.append(record)
         deleted_ids = {r for r in stored if r not in seen} if complete else set()
-        remote_deleted = set(deleted_remote_ids)
-        deleted_ids |= {r.id for r in records if r.remote_id in remote_deleted}
+        # Ledgers that report deletions (Sage's deleted_since) name them by remote id.
+        deleted_ids |= {
+            deleted
+            for deleted in (record_id(connection.connection_id, list_type, remote) for remote in deleted_remote_ids)
+            if deleted in stored
+        }
         counts.deleted = len(deleted_ids)
         writes = self._lists.write(connection.connection_id, list_type, changed, sorted(deleted_ids))
         total = len(stored) + counts.added - counts.deleted

@@ -15,6 +15,7 @@ from ledgerlink.errors import (
     AuthRevoked,
     Conflict,
     LedgerError,
+    NotFound,
     RateLimited,
     Rejected,
     ResourceNotFound,
@@ -218,7 +219,9 @@ class PublishingService:
         session = self._ledgers.session(connection)
         try:
             if stored.status != ItemStatus.PUBLISHED:
-                if plan.contact.remote_id is None:
+                # A claimant of a native expense claim is a user of the ledger, found by the adapter.
+                native_claim = plan.item_type == ItemType.EXPENSE_CLAIM and adapter.capabilities.native_expense_claims
+                if plan.contact.remote_id is None and not native_claim:
                     plan = self._with_ledger_contact(connection, adapter, session, plan)
                 result = adapter.publish(session, plan)
                 stored = stored.model_copy(
@@ -236,11 +239,10 @@ class PublishingService:
                 self._status.working(connection)
                 self._events.publish("item.published", self._event_detail(stored, connection))
             if stored.item.document is not None and stored.attachment_id is None:
-                attachment_id = adapter.attach(session, plan, _result_of(stored), self._document(plan))
-                stored = stored.model_copy(update={"attachment_id": attachment_id or "attached"})
-                stored, version = self._saved_attempt(stored, version, "attached", None)
+                return self._attach(stored, version, adapter, session, plan)
             return stored
-        except Rejected as error:
+        except (Rejected, NotFound) as error:
+            # NotFound: something the plan names is gone at the ledger; like a refusal, an edit fixes it.
             return self._record(stored, version, ItemStatus.REJECTED, "rejected", _ledger_error(error))
         except AuthRevoked as error:
             self._status.move(connection, ConnectionStatus.NEEDS_RECONNECT, error.message)
@@ -279,6 +281,31 @@ class PublishingService:
             raise RetryLater(
                 error.message, delay=error.retry_after if isinstance(error, RateLimited) else None
             ) from error
+
+    def _attach(
+        self, stored: StoredItem, version: int, adapter: LedgerAdapter, session: LedgerSession, plan: PublishPlan
+    ) -> StoredItem:
+        """Attach the document to what was published. A refused attachment leaves the document
+        published (it is never sent again) and says why on the item."""
+        try:
+            attachment_id = adapter.attach(session, plan, _result_of(stored), self._document(plan))
+        except (Rejected, NotFound) as error:
+            refused = stored.model_copy(
+                update={
+                    "attachment_id": None,
+                    "last_error": ItemError(
+                        code="attachment_refused",
+                        message=f"Published, but the ledger refused the document: {error.message}",
+                        hint="Attach the document in the ledger by hand, or check its size and file type.",
+                        ledger_message=error.message,
+                    ),
+                }
+            )
+            updated, _ = self._saved_attempt(refused, version, "attachment_refused", error.message)
+            return updated
+        attached = stored.model_copy(update={"attachment_id": attachment_id or "attached"})
+        updated, _ = self._saved_attempt(attached, version, "attached", None)
+        return updated
 
     # --- helpers -----------------------------------------------------------------------------------
 
