@@ -25,17 +25,36 @@ class Route:
     method: str
     path: str  # API Gateway resource path, e.g. /v1/items/{item_id}
     function: FunctionName
-    public: bool = False  # True: no Cognito authorizer (the OAuth callback is bound by `state` instead)
+    # Why the route needs no sign-in, for the routes that need none (no Cognito authorizer on them).
+    public_because: str | None = None
+
+    @property
+    def public(self) -> bool:
+        return self.public_because is not None
 
 
 # Where the ledgers send the user's browser back after consent: the redirect URI registered with each ledger.
 OAUTH_CALLBACK_PATH = "/v1/oauth/callback"
 
 ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        "/v1/openapi.json",
+        FunctionName.OAUTH_CALLBACK,
+        public_because="it is the API's published description, the same for everyone, holding no data",
+    ),
     Route("GET", "/v1/providers", FunctionName.OAUTH_CALLBACK),
     Route("POST", "/v1/connection", FunctionName.OAUTH_CALLBACK),
     Route("GET", "/v1/connection", FunctionName.OAUTH_CALLBACK),
-    Route("GET", OAUTH_CALLBACK_PATH, FunctionName.OAUTH_CALLBACK, public=True),
+    Route(
+        "GET",
+        OAUTH_CALLBACK_PATH,
+        FunctionName.OAUTH_CALLBACK,
+        public_because=(
+            "the ledger redirects the user's browser here after consent, with no token; the request is "
+            "bound to its user by the single-use OAuth state it must present, which the handler checks"
+        ),
+    ),
     Route("GET", "/v1/connection/organisations", FunctionName.OAUTH_CALLBACK),
     Route("POST", "/v1/connection/organisation", FunctionName.OAUTH_CALLBACK),
     Route("POST", "/v1/connection/reconnect", FunctionName.OAUTH_CALLBACK),

@@ -205,7 +205,9 @@ def _scenario(runtime: LocalRuntime) -> dict[str, Any]:
     }
     attachments = [w for w in entries if str(w.get("kind", "")).lower() == "attachment"]
     requests = _ok(browser.get(f"{runtime.simulator('xero').url}/_sandbox/requests"))
-    summary["ledger_calls"] = sum(1 for r in requests if "/api.xro/" in r["path"] or r["path"].startswith("/connect"))
+    summary["ledger_calls"] = sum(
+        1 for r in requests if "/api.xro/" in r["path"] or r["path"].startswith("/connect")
+    )
     summary["rate_limited"] = sum(1 for r in requests if r["status"] == 429)
     summary["bills_in_ledger"] = len(bills)
     summary["attachments_in_ledger"] = len(attachments)

@@ -39,7 +39,13 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> di
 
 class QueuePoller:
     def __init__(
-        self, sqs: Any, queue_url: str, function: FunctionName, host: FunctionHost, *, idle_seconds: float = 0.2
+        self,
+        sqs: Any,
+        queue_url: str,
+        function: FunctionName,
+        host: FunctionHost,
+        *,
+        idle_seconds: float = 0.2,
     ):
         self._sqs = sqs
         self._queue_url = queue_url

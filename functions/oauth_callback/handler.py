@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ledgerlink.api.http import ERROR_RESPONSES, build_resolver, current_caller
+from ledgerlink.api.http import ERROR_RESPONSES, build_resolver, bundled_openapi, current_caller
 from ledgerlink.api.schemas import (
     CallbackResult,
     ChooseOrganisationRequest,
@@ -30,6 +30,11 @@ from ledgerlink.observability import logger, metrics, tracer
 from ledgerlink.wiring import connection_service, licence_service, settings_service
 
 app = build_resolver()
+
+
+@app.get("/v1/openapi.json", include_in_schema=False)
+def openapi_document() -> dict[str, Any]:
+    return bundled_openapi()
 
 
 @app.get("/v1/providers", responses=ERROR_RESPONSES)

@@ -7,6 +7,7 @@ and the third-party packages beside it in ``python/``.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -53,6 +54,16 @@ LAYER_TARGETS: Mapping[ArchitectureName, LayerTarget] = MappingProxyType(
 )
 
 
+def write_openapi_document(package_dir: Path) -> None:
+    """The API's OpenAPI document, merged from the four functions' resolvers, goes into the layer so
+    ``GET /v1/openapi.json`` can serve it (no single function can generate the others' parts)."""
+    from sandbox.openapi import merged_openapi  # build-time only: sandbox is never deployed
+
+    target = package_dir / "api" / "openapi.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(merged_openapi(), indent=1, sort_keys=True))
+
+
 class BundlingError(RuntimeError):
     """uv could not build the layer; the message carries uv's own explanation."""
 
@@ -74,6 +85,7 @@ class SharedPackageBundler:
             site_dir / self._package_dir.name,
             ignore=shutil.ignore_patterns(*ASSET_EXCLUDES),
         )
+        write_openapi_document(site_dir / self._package_dir.name)
         if self._python_platform is not None:
             install_locked_dependencies(site_dir, python_platform=self._python_platform)
         return True

@@ -1,19 +1,23 @@
-"""The sign-in and consent page the OAuth simulators show at their authorize endpoint.
+"""The authorize endpoint the OAuth simulators share: its sign-in and consent page and its steps.
 
 One accessible form (labelled inputs, fieldsets with legends, an alert for errors) with the
 ``data-testid`` hooks browser tests drive: ``consent-username``, ``consent-password``, one
 ``consent-organisation`` per organisation (radio buttons when the ledger connects exactly one
 organisation, checkboxes when it may connect several), ``consent-submit`` and ``consent-cancel``.
-Each simulator brings its own wording; the Xero simulator keeps its own copy of this page.
+Each simulator brings its own wording. The readers of the posted form (``posted_*``,
+``consent_cancelled``) live here with the page that names its fields, and so does
+:func:`read_authorize_request`, the checks every authorize endpoint starts with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from flask import Response, render_template_string
+from flask import Response, render_template_string, request
+
+from sandbox.simulators.harness import AppRegistry, RegisteredApp, SandboxUser, UserDirectory
 
 _CONSENT_PAGE = """<!doctype html>
 <html lang="en">
@@ -117,4 +121,66 @@ def redirect_to(redirect_uri: str, query: Mapping[str, str]) -> Response:
     return Response(status=302, headers={"Location": f"{redirect_uri}{separator}{urlencode(dict(query))}"})
 
 
-__all__ = ["OrganisationChoice", "authorize_error_page", "consent_page", "redirect_to"]
+@dataclass(frozen=True)
+class AuthorizeRequest:
+    """An authorize request from a known app to one of its own redirect URIs: from here on, an
+    error goes back to the client (RFC 6749 §4.1.2.1) instead of onto an error page."""
+
+    params: Mapping[str, str | None]
+    app: RegisteredApp
+    redirect_uri: str
+
+    def back(self, query: Mapping[str, str]) -> Response:
+        """To the client with ``query`` and, last, the request's ``state``."""
+        state = self.params["state"]
+        return redirect_to(self.redirect_uri, {**query, **({"state": state} if state is not None else {})})
+
+    def back_with_error(self, error: str, description: str | None = None) -> Response:
+        return self.back({"error": error, **({"error_description": description} if description else {})})
+
+
+def read_authorize_request(apps: AppRegistry, names: Sequence[str], brand: str, *,
+                           unknown_client: tuple[str, str], bad_redirect: tuple[str, str]
+                           ) -> AuthorizeRequest | Response:
+    """The authorize request's parameters (``names``, from the query or the posted form), checked.
+
+    An unknown ``client_id`` or a redirect URI its app did not register gets ``brand``'s error
+    page with ``unknown_client`` or ``bad_redirect`` (error, description), never a redirect to a
+    URI nobody vouches for; a ``response_type`` other than ``code`` goes back to the client.
+    """
+    params = {name: request.values.get(name) for name in names}
+    app = apps.get(params["client_id"])
+    if app is None:
+        return authorize_error_page(brand, *unknown_client)
+    redirect_uri = params["redirect_uri"]
+    if redirect_uri is None or not app.accepts_redirect(redirect_uri):
+        return authorize_error_page(brand, *bad_redirect)
+    authorize = AuthorizeRequest(params, app, redirect_uri)
+    if params["response_type"] != "code":
+        return authorize.back_with_error("unsupported_response_type")
+    return authorize
+
+
+def consent_cancelled() -> bool:
+    """Whether the user pressed Cancel on the posted page."""
+    return request.form.get("action") == "cancel"
+
+
+def posted_user(users: UserDirectory) -> SandboxUser | None:
+    """The user the posted sign-in form names, if the password is right."""
+    return users.authenticate(request.form.get("username"), request.form.get("password"))
+
+
+def posted_username() -> str:
+    """The email address typed into the posted form (shown again with an error), or ``""``."""
+    return request.form.get("username", "") if request.method == "POST" else ""
+
+
+def posted_organisations(default: Iterable[str] = ()) -> set[str]:
+    """The organisations chosen on the posted form (kept chosen when it is shown again), or
+    ``default`` when the page is first shown."""
+    return set(request.form.getlist("organisation")) if request.method == "POST" else set(default)
+
+
+__all__ = ["AuthorizeRequest", "OrganisationChoice", "authorize_error_page", "consent_cancelled", "consent_page",
+           "posted_organisations", "posted_user", "posted_username", "read_authorize_request", "redirect_to"]

@@ -101,8 +101,7 @@ from __future__ import annotations
 
 import math
 import threading
-import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, ClassVar, Literal
@@ -111,7 +110,14 @@ from urllib.parse import urlencode
 from flask import Flask, Response, request
 from pydantic import Field
 
-from sandbox.simulators.consent import OrganisationChoice, authorize_error_page, consent_page, redirect_to
+from sandbox.simulators.consent import (
+    OrganisationChoice,
+    consent_cancelled,
+    consent_page,
+    posted_user,
+    posted_username,
+    read_authorize_request,
+)
 from sandbox.simulators.freeagent_ledger import (
     CATEGORY_GROUPS,
     FreeAgentCompany,
@@ -121,18 +127,17 @@ from sandbox.simulators.freeagent_ledger import (
     WriteContext,
     bill_view,
     contact_sort_name,
-    parse_timestamp,
     prepare_bill,
     prepare_contact,
     prepare_expense,
     prepare_explanation,
     prepare_invoice,
     render,
-    whole_seconds,
 )
 from sandbox.simulators.harness import (
     DEFAULT_APP,
     DEFAULT_USER,
+    NO_STORE_HEADERS,
     AccessTokenExpired,
     AccessTokenProblem,
     AccessTokenRecord,
@@ -148,10 +153,16 @@ from sandbox.simulators.harness import (
     SimClock,
     SimulatorSettings,
     TokenPolicy,
+    find_named,
+    find_route,
     json_response,
+    match_path,
     parse_bool,
     request_json,
+    request_json_object,
+    sandbox_bad_request,
 )
+from sandbox.simulators.ledger_values import parse_iso_timestamp, whole_seconds
 from sandbox.simulators.seed import Dataset, Preset
 
 _FOREVER = 100 * 365 * 24 * 60 * 60
@@ -286,15 +297,7 @@ class ApiRoute:
     handler: Handler
 
     def match(self, method: str, segments: list[str]) -> dict[str, str] | None:
-        if method != self.method or len(segments) != len(self.pattern):
-            return None
-        params: dict[str, str] = {}
-        for part, segment in zip(self.pattern, segments, strict=True):
-            if part.startswith("{"):
-                params[part[1:-1]] = segment
-            elif part != segment:
-                return None
-        return params
+        return match_path(self.pattern, segments) if method == self.method else None
 
 
 _APPROVE_PARAMS = ("client_id", "response_type", "redirect_uri", "state")
@@ -361,11 +364,8 @@ class FreeAgentSimulator(LedgerSimulator):
 
     def company(self, name_or_id: str) -> FreeAgentCompany:
         """A company by id, subdomain or (case-insensitive) name."""
-        wanted = name_or_id.strip().lower()
-        for company in self.companies.values():
-            if wanted in {company.company_id, company.name.lower(), company.company["subdomain"]}:
-                return company
-        raise ValueError(f"no company {name_or_id!r}; have {[c.name for c in self.companies.values()]}")
+        return find_named(self.companies.values(), name_or_id,
+                          lambda c: {c.company_id, c.name.lower(), c.company["subdomain"]}, "company")
 
     def set_permission_level(self, level: int, company: str | None = None, email: str = DEFAULT_USER.email) -> None:
         """Change a user's permission level (0-8) in one company (None: every company)."""
@@ -393,7 +393,7 @@ class FreeAgentSimulator(LedgerSimulator):
         body: dict[str, Any] = {
             "access_token": issued.access.token,
             "token_type": "bearer",
-            "expires_in": int((issued.access.expires_at - issued.access.issued_at).total_seconds()),
+            "expires_in": issued.access.expires_in,
             "refresh_token": issued.refresh_token,
         }
         if self.settings.refresh_token_unused_ttl_seconds is not None:
@@ -464,53 +464,42 @@ class FreeAgentSimulator(LedgerSimulator):
                          self._control_permission_level, methods=["POST"])
 
     def _control_permission_level(self) -> Response:
-        payload = request_json()
-        payload = payload if isinstance(payload, dict) else {}
+        payload = request_json_object()
         try:
             self.set_permission_level(int(payload.get("level", -1)), payload.get("company"),
                                       payload.get("email") or DEFAULT_USER.email)
         except (TypeError, ValueError) as error:
-            return json_response({"error": "bad_request", "message": str(error)}, 400)
+            return sandbox_bad_request(str(error))
         return json_response({"level": int(payload["level"]), "company": payload.get("company")})
 
     # -- OAuth: approve_app ----------------------------------------------------------------------
 
     def _approve_app(self) -> Response:
-        params = {name: request.values.get(name) for name in _APPROVE_PARAMS}
-        app = self.apps.get(params["client_id"])
-        if app is None:
-            return authorize_error_page("FreeAgent", "invalid_client", "The app is not recognised (check client_id)")
-        redirect_uri = params["redirect_uri"]
-        if not app.accepts_redirect(redirect_uri):
-            return authorize_error_page("FreeAgent", "invalid_redirect_uri",
-                                        "The redirect_uri does not match one registered for this app")
-        assert redirect_uri is not None
-
-        def back(query: dict[str, str]) -> Response:
-            if params["state"] is not None:
-                query["state"] = params["state"]
-            return redirect_to(redirect_uri, query)
-
-        if params["response_type"] != "code":
-            return back({"error": "unsupported_response_type"})
+        authorize = read_authorize_request(
+            self.apps, _APPROVE_PARAMS, "FreeAgent",
+            unknown_client=("invalid_client", "The app is not recognised (check client_id)"),
+            bad_redirect=("invalid_redirect_uri", "The redirect_uri does not match one registered for this app"))
+        if isinstance(authorize, Response):
+            return authorize
+        params, app = authorize.params, authorize.app
 
         def approve(user: SandboxUser, company: FreeAgentCompany) -> Response:
             with self.lock:
-                code = self.codes.issue(self._consent(user, app.client_id, company, redirect_uri),
+                code = self.codes.issue(self._consent(user, app.client_id, company, authorize.redirect_uri),
                                         self.settings.authorization_code_ttl_seconds)
-            return back({"code": code})
+            return authorize.back({"code": code})
 
         if request.method == "GET":
             if self.auto_consent:
                 if self.auto_consent_deny:
-                    return back({"error": "access_denied"})
+                    return authorize.back_with_error("access_denied")
                 chosen = (self.company(self.auto_consent_company) if self.auto_consent_company
                           else next(iter(self.companies.values())))
                 return approve(DEFAULT_USER, chosen)
             return self._consent_page(app, params)
-        if request.form.get("action") == "cancel":
-            return back({"error": "access_denied"})
-        user = self.users.authenticate(request.form.get("username"), request.form.get("password"))
+        if consent_cancelled():
+            return authorize.back_with_error("access_denied")
+        user = posted_user(self.users)
         if user is None:
             return self._consent_page(app, params, "Your email address or password is incorrect.")
         company = self.companies.get(request.form.get("organisation") or "")
@@ -520,7 +509,8 @@ class FreeAgentSimulator(LedgerSimulator):
             return self._consent_page(app, params, f"You are not a user of {company.name}.")
         return approve(user, company)
 
-    def _consent_page(self, app: RegisteredApp, params: dict[str, str | None], error: str | None = None) -> Response:
+    def _consent_page(self, app: RegisteredApp, params: Mapping[str, str | None], error: str | None = None
+                      ) -> Response:
         chosen = request.form.get("organisation") if request.method == "POST" else None
         companies = list(self.companies.values())
         return consent_page(
@@ -535,7 +525,7 @@ class FreeAgentSimulator(LedgerSimulator):
                            for index, c in enumerate(companies)],
             organisation_legend="Company to connect (one per approval)",
             multiple=False,
-            username=request.form.get("username", "") if request.method == "POST" else "",
+            username=posted_username(),
             error=error,
         )
 
@@ -559,18 +549,22 @@ class FreeAgentSimulator(LedgerSimulator):
         except OAuthError:
             return None
 
+    @staticmethod
+    def _basic_denied() -> Response:
+        """What FreeAgent's token endpoints answer a client that fails HTTP Basic authentication."""
+        return Response(_BASIC_DENIED, status=401, content_type="text/plain; charset=utf-8",
+                        headers={"WWW-Authenticate": 'Basic realm="Application"'})
+
     def _token_endpoint(self) -> Response:
         missing = self._missing_user_agent()
         if missing is not None:
             return missing
         app = self._client_app()
         if app is None:
-            return Response(_BASIC_DENIED, status=401, content_type="text/plain; charset=utf-8",
-                            headers={"WWW-Authenticate": 'Basic realm="Application"'})
+            return self._basic_denied()
         # Form-encoded per the docs; a JSON body (what the docs' example header claims) is read too.
-        payload = request_json()
-        form = request.form if request.form else (payload if isinstance(payload, dict) else {})
-        no_store = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        payload = request_json_object()
+        form = request.form if request.form else payload
         try:
             grant_type = form.get("grant_type")
             if grant_type == "authorization_code":
@@ -589,8 +583,8 @@ class FreeAgentSimulator(LedgerSimulator):
                 raise OAuthError("unsupported_grant_type", "grant_type must be authorization_code or refresh_token")
         except OAuthError as error:
             body = error.body(with_description=self.settings.invalid_grant_description)
-            return json_response(body, error.status, no_store)
-        return json_response(self._token_response(issued), 200, no_store)
+            return json_response(body, error.status, NO_STORE_HEADERS)
+        return json_response(self._token_response(issued), 200, NO_STORE_HEADERS)
 
     def _refresh_limited(self, client_id: str, refresh_token: str) -> Response | None:
         if not self.settings.rate_limits_enabled:
@@ -608,8 +602,7 @@ class FreeAgentSimulator(LedgerSimulator):
             return self._error(404, "Resource not found")
         app = self._client_app()
         if app is None:
-            return Response(_BASIC_DENIED, status=401, content_type="text/plain; charset=utf-8",
-                            headers={"WWW-Authenticate": 'Basic realm="Application"'})
+            return self._basic_denied()
         token = request.form.get("token", "")
         with self.lock:
             grant = self.tokens.grant_for_refresh_token(token)
@@ -619,8 +612,7 @@ class FreeAgentSimulator(LedgerSimulator):
                 except AccessTokenProblem as problem:
                     record = problem.record
                 grant = self.tokens.grant(record.grant_id) if record else None
-            if grant is not None and grant.client_id == app.client_id:
-                self.tokens.revoke_grant(grant.grant_id, "revoked by the app")
+            self.revoke_app_grant(grant, app.client_id)
         return Response(status=200)  # unknown tokens are not an error (RFC 7009)
 
     # -- the API pipeline ------------------------------------------------------------------------
@@ -628,8 +620,7 @@ class FreeAgentSimulator(LedgerSimulator):
     def _bearer(self) -> AccessTokenRecord | Response:
         challenge = {"WWW-Authenticate": 'Bearer realm="FreeAgent API", error="invalid_token"'}
         try:
-            with self.lock:
-                return self.tokens.authenticate(request.headers.get("Authorization"))
+            return self.bearer_access()
         except AccessTokenExpired:
             return self._error(401, "Access token has expired", headers=challenge)
         except AccessTokenRevoked:
@@ -666,7 +657,7 @@ class FreeAgentSimulator(LedgerSimulator):
                 return self._rate_limited(refused.limit, refused.window_seconds)
 
         segments = [s for s in subpath.split("/") if s]
-        matched = next(((r, p) for r in self._routes if (p := r.match(request.method, segments)) is not None), None)
+        matched = find_route(self._routes, request.method, segments)
         if matched is None:
             return self._error(404, "Resource not found")
         route, params = matched
@@ -674,10 +665,8 @@ class FreeAgentSimulator(LedgerSimulator):
         if user["permission_level"] < required:
             return self._error(403, f"You need permission level {required} or above to do this; "
                                     f"yours is {user['permission_level']}")
-        if self.settings.latency_seconds:
-            time.sleep(self.settings.latency_seconds)  # "in flight", outside the state lock
-        with self.lock:
-            return route.handler(ApiCall(company, access, user, params, self._origin()))
+        call = ApiCall(company, access, user, params, self._origin())
+        return self.run_in_flight(lambda: route.handler(call))
 
     def _api_routes(self) -> list[ApiRoute]:
         r = ApiRoute
@@ -749,7 +738,7 @@ class FreeAgentSimulator(LedgerSimulator):
         if not raw:
             return None
         try:
-            return parse_timestamp(raw)
+            return parse_iso_timestamp(raw)
         except ValueError:
             return self._error(400, f"updated_since '{raw}' is not an ISO 8601 date and time")
 

@@ -18,20 +18,26 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from sandbox.simulators.ledger_values import (
+    money,
+    numeric_company_id,
+    to_decimal,
+    utc_timestamp,
+    whole_seconds,
+)
 from sandbox.simulators.seed import (
     BANK_KINDS,
     AccountKind,
     SeedAccount,
     SeedOrganisation,
     VatKey,
-    stable_uuid,
 )
 
 if TYPE_CHECKING:
@@ -39,7 +45,6 @@ if TYPE_CHECKING:
 
 Record = dict[str, Any]
 
-MONEY = Decimal("0.01")
 COMPANY_CURRENCY = "GBP"
 # Currencies a bill or expense may be in, with the sandbox's fixed rate into GBP (FreeAgent uses
 # live rates; a fixed table keeps native values deterministic).
@@ -93,16 +98,6 @@ def fa_decimal(value: Decimal) -> str:
     return f"{text}0" if text.endswith(".") else text
 
 
-def fa_timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def whole_seconds(moment: datetime) -> datetime:
-    """FreeAgent prints timestamps to the second, so the simulator stamps records to the second:
-    what a client reads back is exactly what ``updated_since`` compares against."""
-    return moment.replace(microsecond=0)
-
-
 def render(value: Any, origin: str, key: str | None = None) -> Any:
     """A stored record → FreeAgent JSON for a request reaching the simulator at ``origin``."""
     if isinstance(value, dict):
@@ -110,7 +105,7 @@ def render(value: Any, origin: str, key: str | None = None) -> Any:
     if isinstance(value, list | tuple):
         return [render(item, origin, key) for item in value]
     if isinstance(value, datetime):
-        return fa_timestamp(value)
+        return utc_timestamp(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -118,29 +113,6 @@ def render(value: Any, origin: str, key: str | None = None) -> Any:
     if key in URL_KEYS and isinstance(value, str) and value.startswith("/"):
         return f"{origin}{value}"
     return value
-
-
-def parse_timestamp(text: str) -> datetime:
-    """``updated_since``: ISO 8601 (a date alone means its midnight; naive means UTC)."""
-    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def to_decimal(value: Any) -> Decimal:
-    """A FreeAgent decimal: a JSON string ("120.0") or number. Raises ``ValueError``."""
-    if isinstance(value, bool) or value is None or (isinstance(value, str) and not value.strip()):
-        raise ValueError(value)
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation as error:
-        raise ValueError(value) from error
-    if not number.is_finite():
-        raise ValueError(value)
-    return number
-
-
-def money(value: Decimal) -> Decimal:
-    return value.quantize(MONEY, rounding=ROUND_HALF_UP)
 
 
 def _minutes_ago(now: datetime, minutes: int) -> datetime:
@@ -187,11 +159,6 @@ _CATEGORY_PLACES: dict[AccountKind, tuple[str, str]] = {
 }
 
 _ROLES = {"admin": ("Director", 8), "standard": ("Employee", 2), "invoice_only": ("Employee", 4)}
-
-
-def company_numeric_id(key: str) -> str:
-    """FreeAgent company ids are integers; derive a stable six-digit one from the seed key."""
-    return str(int(stable_uuid("freeagent", "company", key)[:8], 16) % 900_000 + 100_000)
 
 
 def _subdomain(name: str) -> str:
@@ -246,13 +213,13 @@ class FreeAgentCompany:
         created = _minutes_ago(now, seed.created_minutes_ago)
         company = cls(
             key=seed.key,
-            company_id=company_numeric_id(seed.key),
+            company_id=numeric_company_id("freeagent", seed.key),
             name=seed.name,
             sales_tax_rates=tuple(active_percents),
             auto_rates=auto_rates,
             company={
                 "url": "/v2/company",
-                "id": company_numeric_id(seed.key),
+                "id": numeric_company_id("freeagent", seed.key),
                 "name": seed.name,
                 "subdomain": _subdomain(seed.name),
                 "type": "UkLimitedCompany",
@@ -527,6 +494,15 @@ class _Errors(list[str]):
     def blank(self, name: str) -> None:
         self.add(f"{_humanise(name)} can't be blank")
 
+    def missing(self, raw: Record, name: str, *, required: bool) -> bool:
+        """Whether ``name`` is left out (absent, null or blank text); a required one is reported."""
+        value = raw.get(name)
+        if value is not None and not (isinstance(value, str) and not value.strip()):
+            return False
+        if required:
+            self.blank(name)
+        return True
+
 
 def _text(raw: Record, name: str) -> str | None:
     value = raw.get(name)
@@ -537,11 +513,9 @@ def _text(raw: Record, name: str) -> str | None:
 
 
 def _date(raw: Record, name: str, errors: _Errors, *, required: bool) -> date | None:
-    value = raw.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            errors.blank(name)
+    if errors.missing(raw, name, required=required):
         return None
+    value = raw[name]
     try:
         return date.fromisoformat(str(value).strip())
     except ValueError:
@@ -550,11 +524,9 @@ def _date(raw: Record, name: str, errors: _Errors, *, required: bool) -> date | 
 
 
 def _decimal(raw: Record, name: str, errors: _Errors, *, required: bool = False) -> Decimal | None:
-    value = raw.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            errors.blank(name)
+    if errors.missing(raw, name, required=required):
         return None
+    value = raw[name]
     try:
         return to_decimal(value)
     except ValueError:
@@ -569,11 +541,9 @@ _SINGULAR = {"contacts": "contact", "categories": "category", "projects": "proje
 def _reference(ctx: WriteContext, raw: Record, name: str, collection: str, errors: _Errors, *,
                required: bool, store: dict[Any, Record] | None = None) -> Record | None:
     """Resolve a URL reference to an existing record of ``collection`` (or add an error)."""
-    value = raw.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            errors.blank(name)
+    if errors.missing(raw, name, required=required):
         return None
+    value = raw[name]
     ident = ctx.refs.read(value, collection)
     if ident is None:
         errors.add(f"{_humanise(name)} must be the URL of a {_SINGULAR[collection]} from this API "
@@ -720,6 +690,18 @@ def _check_category_direction(ctx: WriteContext, category: Record | None, errors
 # --------------------------------------------------------------------------------------------
 
 
+def _item_objects(items: list[Any], label: str, errors: _Errors) -> Iterator[tuple[Record, _Errors]]:
+    """Each item of a document with its own errors, prefixed ``"<label> <n>: "`` (the caller adds
+    them to ``errors`` once the item is checked); an item that is not an object is reported here."""
+    for number, item in enumerate(items, start=1):
+        item_errors = _Errors(f"{label} {number}: ")
+        if isinstance(item, dict):
+            yield item, item_errors
+        else:
+            item_errors.add("must be an object")
+            errors.extend(item_errors)
+
+
 def _bill_items(ctx: WriteContext, raw: Record, errors: _Errors) -> list[Any] | None:
     items = raw.get("bill_items")
     if items is None and "category" in raw:
@@ -788,12 +770,7 @@ def prepare_bill(ctx: WriteContext, raw: Any) -> Prepared:
     comments = _text(raw, "comments")
     items_raw = _bill_items(ctx, raw, errors)
     lines: list[tuple[Record, _Line, Decimal, Record, Record | None]] = []
-    for number, item in enumerate(items_raw or [], start=1):
-        item_errors = _Errors(f"Bill item {number}: ")
-        if not isinstance(item, dict):
-            item_errors.add("must be an object")
-            errors.extend(item_errors)
-            continue
+    for item, item_errors in _item_objects(items_raw or [], "Bill item", errors):
         category = _reference(ctx, item, "category", "categories", item_errors, required=True)
         _check_category_direction(ctx, category, item_errors, cost=True)
         item_project = _reference(ctx, item, "project", "projects", item_errors, required=False)
@@ -931,12 +908,7 @@ def prepare_invoice(ctx: WriteContext, raw: Any) -> Prepared:  # noqa: PLR0915 -
         errors.add("Invoice items must be an array")
         items_raw = []
     lines: list[tuple[Record, Decimal, Decimal, SalesTax, Record | None]] = []
-    for number, item in enumerate(items_raw or [], start=1):
-        item_errors = _Errors(f"Invoice item {number}: ")
-        if not isinstance(item, dict):
-            item_errors.add("must be an object")
-            errors.extend(item_errors)
-            continue
+    for item, item_errors in _item_objects(items_raw or [], "Invoice item", errors):
         item_type = _text(item, "item_type") or "Hours"
         if item_type not in INVOICE_ITEM_TYPES:
             item_errors.add(f"Item type must be one of {', '.join(INVOICE_ITEM_TYPES)}")
@@ -1267,16 +1239,12 @@ __all__ = [
     "ReferenceReader",
     "WriteContext",
     "bill_view",
-    "company_numeric_id",
     "contact_sort_name",
     "fa_decimal",
-    "fa_timestamp",
-    "parse_timestamp",
     "prepare_bill",
     "prepare_contact",
     "prepare_expense",
     "prepare_explanation",
     "prepare_invoice",
     "render",
-    "whole_seconds",
 ]

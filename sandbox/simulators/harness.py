@@ -47,12 +47,13 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum, StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -506,6 +507,11 @@ class AccessTokenRecord:
     issued_at: datetime
     expires_at: datetime
 
+    @property
+    def expires_in(self) -> int:
+        """Its lifetime in whole seconds: a token response's ``expires_in``."""
+        return int((self.expires_at - self.issued_at).total_seconds())
+
 
 @dataclass(frozen=True)
 class IssuedTokens:
@@ -701,6 +707,20 @@ def decode_jwt_claims(token: str) -> dict[str, Any]:
     """The claims of a JWT without verifying it (what clients of these ledgers do)."""
     payload = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+# Token endpoint responses carry credentials and must not be cached (RFC 6749 §5.1).
+NO_STORE_HEADERS: Mapping[str, str] = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def token_endpoint_error(error: OAuthError) -> Response:
+    """A token endpoint's error as Xero, Intuit and Sage send it: the bare error code.
+
+    The reason travels only in a sandbox-only ``X-Sandbox-Reason`` header, for tests to read;
+    a client must not depend on it.
+    """
+    reason = {"X-Sandbox-Reason": error.description} if error.description else {}
+    return json_response(error.body(with_description=False), error.status, {**NO_STORE_HEADERS, **reason})
 
 
 # --------------------------------------------------------------------------------------------
@@ -1072,6 +1092,10 @@ class IdempotencyKeyReused(Exception):
     """The key was used within the window for a different request."""
 
 
+# Marks a response replayed from the idempotency store (sandbox-only: tests assert replays with it).
+IDEMPOTENT_REPLAY_HEADER = "X-Sandbox-Idempotent-Replay"
+
+
 class IdempotencyStore:
     """Responses stored by ``(scope, key)`` for a window; same request → replay, other → conflict."""
 
@@ -1174,11 +1198,94 @@ def request_json() -> Any:
     return request.get_json(silent=True, force=True)
 
 
+def request_json_object() -> dict[str, Any]:
+    """The request body's JSON object (empty if absent, malformed or not an object)."""
+    payload = request_json()
+    return payload if isinstance(payload, dict) else {}
+
+
+def sandbox_bad_request(message: str) -> Response:
+    """The ``/_sandbox/`` control API's 400."""
+    return json_response({"error": "bad_request", "message": message}, 400)
+
+
 def parse_bool(value: str | None, default: bool = False) -> bool:
     """Query-string booleans: ``true``/``True``/``1`` (SDKs send Python's ``True``)."""
     if value is None or value == "":
         return default
     return value.strip().lower() in {"true", "1", "yes"}
+
+
+# --------------------------------------------------------------------------------------------
+# Routing and look-ups
+# --------------------------------------------------------------------------------------------
+
+
+def match_path(pattern: Sequence[str], segments: Sequence[str], *, ignore_case: bool = False
+               ) -> dict[str, str] | None:
+    """Match URL path segments against a route pattern, returning its named parts (or None).
+
+    A pattern holds literals, ``{name}`` for one segment and, last, ``{name*}`` for the rest of
+    the path. ``ignore_case`` matches literals (written lower-case) whatever the request's case,
+    as Xero's and ASP.NET's paths are case-insensitive.
+    """
+    params: dict[str, str] = {}
+    for index, part in enumerate(pattern):
+        if index >= len(segments):
+            return None
+        if part.endswith("*}"):
+            params[part[1:-2]] = "/".join(segments[index:])
+            return params
+        segment = segments[index]
+        if part.startswith("{"):
+            params[part[1:-1]] = segment
+        elif part != (segment.lower() if ignore_case else segment):
+            return None
+    return params if len(segments) == len(pattern) else None
+
+
+class Route(Protocol):
+    @property
+    def method(self) -> str: ...
+
+    def match(self, method: str, segments: list[str]) -> dict[str, str] | None: ...
+
+
+RouteT = TypeVar("RouteT", bound=Route)
+
+
+def find_route(routes: Iterable[RouteT], method: str, segments: list[str]
+               ) -> tuple[RouteT, dict[str, str]] | None:
+    """The first route serving ``method`` on this path, with the path's named parts."""
+    matches = ((route, route.match(method, segments)) for route in routes)
+    return next(((route, params) for route, params in matches if params is not None), None)
+
+
+def path_is_routed(routes: Iterable[Route], segments: list[str]) -> bool:
+    """Whether some route serves this path (under any method): another method is a 405, not a 404."""
+    return any(route.match(route.method, segments) is not None for route in routes)
+
+
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+NamedT = TypeVar("NamedT", bound=Named)
+
+
+def find_named(candidates: Iterable[NamedT], name_or_id: str, aliases: Callable[[NamedT], Iterable[str]],
+               what: str) -> NamedT:
+    """The candidate called ``name_or_id`` by one of its (lower-case) aliases, ignoring case.
+
+    Raises ``ValueError`` naming what there is, so a test with a typo says what it could have used.
+    """
+    options = list(candidates)
+    wanted = name_or_id.strip().lower()
+    found = next((candidate for candidate in options if wanted in set(aliases(candidate))), None)
+    if found is None:
+        raise ValueError(f"no {what} {name_or_id!r}; have {[candidate.name for candidate in options]}")
+    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -1287,6 +1394,81 @@ class LedgerSimulator(ABC):
 
     def gateway_timeout_response(self) -> Response:
         return Response("Gateway Timeout", status=504, content_type="text/plain")
+
+    # -- steps the providers' request handlers share ---------------------------------------------
+    #
+    # Faults are applied around every request by the app itself (``_apply_fault_before`` and
+    # ``_finish_request``); a provider's API handler runs: its token check (``bearer_access``)
+    # -> its rate and concurrency limits (``concurrency_slot``, ``self.rate_limiter``) ->
+    # ``run_in_flight`` -> the route handler, idempotent writes through ``replay_or_run``. The
+    # responses to each refusal are the provider's own.
+
+    def bearer_access(self) -> AccessTokenRecord:
+        """The access token of this request's ``Authorization: Bearer`` header.
+
+        Raises an :class:`AccessTokenProblem`, which each provider answers with its own 401.
+        """
+        with self.lock:
+            return self.tokens.authenticate(request.headers.get("Authorization"))
+
+    @contextmanager
+    def concurrency_slot(self, key: Hashable, limit: int | None, *, enabled: bool = True) -> Iterator[bool]:
+        """Hold one of ``limit`` in-flight places for ``key`` while the request runs.
+
+        Yields False, holding nothing, when every place is taken (the caller answers its 429);
+        not ``enabled`` (rate limits switched off), it admits without counting.
+        """
+        if not enabled:
+            yield True
+            return
+        if not self.concurrency.try_enter(key, limit):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self.concurrency.leave(key)
+
+    def run_in_flight(self, handler: Callable[[], Response]) -> Response:
+        """Spend ``latency_seconds`` "in flight", then run ``handler`` under the state lock.
+
+        The wait is outside the lock so concurrent requests overlap and concurrency limits trip.
+        """
+        if self.settings.latency_seconds:
+            time.sleep(self.settings.latency_seconds)
+        with self.lock:
+            return handler()
+
+    def replay_or_run(self, scope: Hashable, key: str, fingerprint: str, window_seconds: float,
+                      write: Callable[[], Response]) -> Response:
+        """An idempotent write: replay the response stored for ``(scope, key)``, or run ``write``
+        and keep its response for ``window_seconds`` (unless a 5xx, which a client may retry).
+
+        Raises :class:`IdempotencyKeyReused` when the key was used for a different request.
+        """
+        stored = self.idempotency.lookup(scope, key, fingerprint)
+        if stored is not None:
+            replay = stored.to_response()
+            replay.headers[IDEMPOTENT_REPLAY_HEADER] = "true"
+            return replay
+        response = write()
+        if response.status_code < 500:
+            self.idempotency.store(scope, key, fingerprint, response, window_seconds)
+        return response
+
+    def redeem_posted_code(self, client_id: str) -> Consent:
+        """The ``authorization_code`` grant: redeem the form's code, redirect URI and verifier."""
+        return self.codes.redeem(request.form.get("code"), client_id=client_id,
+                                 redirect_uri=request.form.get("redirect_uri"),
+                                 code_verifier=request.form.get("code_verifier"))
+
+    def revoke_app_grant(self, grant: TokenGrant | None, client_id: str) -> bool:
+        """An app revokes a token: only a grant of its own dies; anything else is ignored, as
+        RFC 7009 has it (an unknown token is not an error). Returns whether a grant was revoked."""
+        if grant is None or grant.client_id != client_id:
+            return False
+        self.tokens.revoke_grant(grant.grant_id, "revoked by the app")
+        return True
 
     # -- Python control methods ----------------------------------------------------------------
 
@@ -1427,13 +1609,6 @@ class LedgerSimulator(ABC):
     def _control_blueprint(self) -> Blueprint:  # noqa: PLR0915 - one small closure per route
         control = Blueprint("sandbox_control", __name__, url_prefix="/_sandbox")
 
-        def bad_request(message: str) -> Response:
-            return json_response({"error": "bad_request", "message": message}, 400)
-
-        def body() -> dict[str, Any]:
-            payload = request_json()
-            return payload if isinstance(payload, dict) else {}
-
         @control.get("/")
         def index() -> Response:
             return json_response({
@@ -1448,9 +1623,9 @@ class LedgerSimulator(ABC):
 
         @control.post("/seed")
         def seed() -> Response:
-            preset = body().get("preset", "small")
+            preset = request_json_object().get("preset", "small")
             if preset not in PRESETS:
-                return bad_request(f"preset must be one of {', '.join(PRESETS)}")
+                return sandbox_bad_request(f"preset must be one of {', '.join(PRESETS)}")
             return json_response(self.seed(preset))
 
         @control.get("/organisations")
@@ -1459,20 +1634,20 @@ class LedgerSimulator(ABC):
 
         @control.post("/tokens")
         def tokens() -> Response:
-            payload = body()
+            payload = request_json_object()
             organisations = payload.get("organisations")
             if organisations is not None and not isinstance(organisations, list):
-                return bad_request("organisations must be a list of ids or names")
+                return sandbox_bad_request("organisations must be a list of ids or names")
             try:
                 return json_response(self.mint_tokens(organisations, payload.get("scope")))
             except ValueError as error:
-                return bad_request(str(error))
+                return sandbox_bad_request(str(error))
 
         @control.post("/auto-consent")
         def auto_consent() -> Response:
-            payload = body()
+            payload = request_json_object()
             if not isinstance(payload.get("enabled"), bool):
-                return bad_request("enabled must be true or false")
+                return sandbox_bad_request("enabled must be true or false")
             self.set_auto_consent(payload["enabled"], deny=bool(payload.get("deny", False)))
             return json_response({"enabled": self.auto_consent, "deny": self.auto_consent_deny})
 
@@ -1482,7 +1657,7 @@ class LedgerSimulator(ABC):
 
         @control.post("/faults")
         def add_fault() -> Response:
-            payload = body()
+            payload = request_json_object()
             specs = payload.get("faults", [payload])
             added = []
             try:
@@ -1500,7 +1675,7 @@ class LedgerSimulator(ABC):
                         retry_after=spec.get("retry_after"),
                     ).describe())
             except (KeyError, ValueError, TypeError) as error:
-                return bad_request(f"bad fault spec: {error}; kinds: {[k.value for k in FaultKind]}")
+                return sandbox_bad_request(f"bad fault spec: {error}; kinds: {[k.value for k in FaultKind]}")
             return json_response(added, 201)
 
         @control.delete("/faults")
@@ -1532,22 +1707,22 @@ class LedgerSimulator(ABC):
 
         @control.post("/clock")
         def set_clock() -> Response:
-            payload = body()
+            payload = request_json_object()
             try:
                 if "now" in payload:
                     self.clock.set(datetime.fromisoformat(str(payload["now"]).replace("Z", "+00:00")))
                 if "scale" in payload:
                     self.clock.set_scale(float(payload["scale"]))
             except (TypeError, ValueError) as error:
-                return bad_request(str(error))
+                return sandbox_bad_request(str(error))
             return json_response(self.clock.describe())
 
         @control.post("/clock/advance")
         def advance_clock() -> Response:
             try:
-                self.advance_clock(float(body().get("seconds", 0)))
+                self.advance_clock(float(request_json_object().get("seconds", 0)))
             except (TypeError, ValueError) as error:
-                return bad_request(str(error))
+                return sandbox_bad_request(str(error))
             return json_response(self.clock.describe())
 
         @control.get("/settings")
@@ -1557,8 +1732,8 @@ class LedgerSimulator(ABC):
         @control.post("/settings")
         def post_settings() -> Response:
             try:
-                return json_response(self.update_settings(**body()).model_dump())
+                return json_response(self.update_settings(**request_json_object()).model_dump())
             except ValueError as error:
-                return bad_request(str(error))
+                return sandbox_bad_request(str(error))
 
         return control

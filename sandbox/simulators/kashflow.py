@@ -99,7 +99,6 @@ import binascii
 import math
 import random
 import secrets
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -116,9 +115,15 @@ from sandbox.simulators.harness import (
     SimClock,
     SimulatorSettings,
     WindowLimit,
+    find_named,
+    find_route,
     json_response,
+    match_path,
     parse_bool,
+    path_is_routed,
     request_json,
+    request_json_object,
+    sandbox_bad_request,
 )
 from sandbox.simulators.kashflow_ledger import (
     KashFlowCompany,
@@ -134,6 +139,7 @@ from sandbox.simulators.kashflow_ledger import (
     prepare_purchase,
     render,
 )
+from sandbox.simulators.ledger_values import whole_seconds
 from sandbox.simulators.seed import Dataset, Preset
 
 SEEDED_PASSWORD = "demo-password"
@@ -206,19 +212,16 @@ class ApiRoute:
     handler: Handler
 
     def match(self, method: str, segments: list[str]) -> dict[str, str] | None:
-        if method != self.method or len(segments) != len(self.pattern):
-            return None
-        params: dict[str, str] = {}
-        for part, segment in zip(self.pattern, segments, strict=True):
-            if part.startswith("{"):
-                params[part[1:-1]] = segment
-            elif part != segment.lower():
-                return None
-        return params
+        return match_path(self.pattern, segments, ignore_case=True) if method == self.method else None
 
 
 # Which object types take files, and how the object is found.
 _FILE_OBJECTS = ("purchases", "invoices", "suppliers", "customers")
+
+
+def _number_or_code(record: Record) -> str:
+    """How a record is named in URLs and logs: documents and projects by Number, contacts by Code."""
+    return str(record.get("Number") or record.get("Code"))
 
 
 def _arg(name: str) -> str | None:
@@ -280,12 +283,12 @@ class KashFlowSimulator(LedgerSimulator):
                 for c in self.companies.values()]
 
     def company(self, name_or_id: str) -> KashFlowCompany:
-        wanted = name_or_id.strip().lower()
-        for company in self.companies.values():
+        """A company by id, (case-insensitive) name or login name."""
+        def aliases(company: KashFlowCompany) -> set[str]:
             login = next((u for u, lg in self.logins.items() if lg.company_id == company.company_id), "")
-            if wanted in {company.company_id, company.name.lower(), login}:
-                return company
-        raise ValueError(f"no company {name_or_id!r}; have {[c.name for c in self.companies.values()]}")
+            return {company.company_id, company.name.lower(), login}
+
+        return find_named(self.companies.values(), name_or_id, aliases, "company")
 
     # -- sessions --------------------------------------------------------------------------------
 
@@ -365,10 +368,9 @@ class KashFlowSimulator(LedgerSimulator):
         app.add_url_rule("/_sandbox/unlock", "sandbox_unlock", self._control_unlock, methods=["POST"])
 
     def _control_unlock(self) -> Response:
-        payload = request_json()
-        username = payload.get("username") if isinstance(payload, dict) else None
+        username = request_json_object().get("username")
         if username not in self.logins:
-            return json_response({"error": "bad_request", "message": "username must name a login"}, 400)
+            return sandbox_bad_request("username must name a login")
         self.unlock(username)
         return json_response({"username": username, "locked_out": False})
 
@@ -492,18 +494,16 @@ class KashFlowSimulator(LedgerSimulator):
             if not decision.allowed:
                 return self._message(429, "Too many requests. Please slow down.",
                                      {"Retry-After": str(decision.retry_after_seconds)})
-        matched = next(((r, p) for r in self._routes if (p := r.match(request.method, segments)) is not None), None)
+        matched = find_route(self._routes, request.method, segments)
         if matched is None:
-            if any(r.match(m, segments) is not None for r in self._routes for m in ("GET", "POST", "PUT", "DELETE")):
+            if path_is_routed(self._routes, segments):
                 return self._message(405, f"The requested resource does not support http method "
                                           f"'{request.method}'.")
             return self._message(404, f"No HTTP resource was found that matches the request URI "
                                       f"'{request.url}'.")
-        if self.settings.latency_seconds:
-            time.sleep(self.settings.latency_seconds)  # "in flight", outside the state lock
         route, params = matched
-        with self.lock:
-            return route.handler(ApiCall(company, session, params, request.host_url.rstrip("/")))
+        call = ApiCall(company, session, params, request.host_url.rstrip("/"))
+        return self.run_in_flight(lambda: route.handler(call))
 
     def _api_routes(self) -> list[ApiRoute]:
         r = ApiRoute
@@ -679,15 +679,16 @@ class KashFlowSimulator(LedgerSimulator):
         if not prepared.ok:
             return self._invalid(prepared.problems)
         assert prepared.apply is not None
-        record = prepared.apply(self.clock.now().replace(microsecond=0))
+        record = prepared.apply(whole_seconds(self.clock.now()))
         wire = render(view(record))
-        object_id = str(wire.get("Number") or wire.get("Code"))
-        self.write_log.record(org=call.company.company_id, kind=prepared.kind, object_id=object_id, body=wire)
+        self.write_log.record(org=call.company.company_id, kind=prepared.kind, object_id=_number_or_code(wire),
+                              body=wire)
         return json_response(wire, 201)
 
     # -- files --------------------------------------------------------------------------------------------------
 
-    def _file_owner(self, call: ApiCall) -> tuple[str, Record] | Response:
+    def _file_owner(self, call: ApiCall) -> tuple[tuple[str, str], Record] | Response:
+        """The record a files path names, with the key its files are stored under."""
         object_type, number = call.params["object"].lower(), call.params["number"]
         company = call.company
         owner: Record | None = None
@@ -701,22 +702,20 @@ class KashFlowSimulator(LedgerSimulator):
             return self._message(404, f"Files are not supported on '{call.params['object']}'.")
         if owner is None:
             return self._not_found(f"{object_type[:-1].capitalize()} {number}")
-        return object_type, owner
+        return (object_type, _number_or_code(owner)), owner
 
     def _get_files(self, call: ApiCall) -> Response:
         owner = self._file_owner(call)
         if isinstance(owner, Response):
             return owner
-        object_type, record = owner
-        key = (object_type, str(record.get("Number") or record.get("Code")))
+        key, _ = owner
         return json_response(render(call.company.files.get(key, [])))
 
     def _get_file(self, call: ApiCall) -> Response:
         owner = self._file_owner(call)
         if isinstance(owner, Response):
             return owner
-        object_type, record = owner
-        key = (object_type, str(record.get("Number") or record.get("Code")))
+        key, _ = owner
         wanted = call.params["file_id"]
         found = next((f for f in call.company.files.get(key, []) if str(f["Id"]) == wanted), None)
         if found is None:
@@ -754,7 +753,7 @@ class KashFlowSimulator(LedgerSimulator):
         owner = self._file_owner(call)
         if isinstance(owner, Response):
             return owner
-        object_type, record = owner
+        key, record = owner
         upload = self._read_upload()
         if isinstance(upload, list):
             return self._invalid(upload)
@@ -768,11 +767,10 @@ class KashFlowSimulator(LedgerSimulator):
                                              f"{self.settings.file_max_bytes}."))
         if problems:
             return self._invalid(problems)
-        company, now = call.company, self.clock.now().replace(microsecond=0)
+        company, now = call.company, whole_seconds(self.clock.now())
         file_id = company.next_id("files", 800)
         stored: Record = {"Id": file_id, "FileName": name, "ContentType": content_type, "Size": len(content),
                           "UploadedDate": now}
-        key = (object_type, str(record.get("Number") or record.get("Code")))
         company.files.setdefault(key, []).append(stored)
         company.file_content[file_id] = content
         if "FileCount" in record:
@@ -780,7 +778,7 @@ class KashFlowSimulator(LedgerSimulator):
             record["LastUpdatedDate"] = now
         wire = render(stored)
         self.write_log.record(org=company.company_id, kind="File", object_id=str(file_id),
-                              body={**wire, "ObjectType": object_type, "ObjectNumber": key[1]})
+                              body={**wire, "ObjectType": key[0], "ObjectNumber": key[1]})
         return json_response(wire, 201)
 
 

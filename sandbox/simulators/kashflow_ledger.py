@@ -19,16 +19,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from sandbox.simulators.ledger_values import money, numeric_company_id, to_decimal, whole_seconds
 from sandbox.simulators.seed import (
     AccountKind,
     SeedContact,
     SeedOrganisation,
     SystemRole,
     VatKey,
-    stable_uuid,
 )
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 Record = dict[str, Any]
 
-MONEY = Decimal("0.01")
 BASE_CURRENCY = "GBP"
 CURRENCIES: dict[str, Record] = {
     "GBP": {"Code": "GBP", "Name": "British Pounds", "Symbol": "£", "ExchangeRate": Decimal("1"),
@@ -122,24 +121,8 @@ def parse_kf_date(value: Any) -> date:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).date()
 
 
-def to_decimal(value: Any) -> Decimal:
-    if isinstance(value, bool) or value is None or (isinstance(value, str) and not value.strip()):
-        raise ValueError(value)
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation as error:
-        raise ValueError(value) from error
-    if not number.is_finite():
-        raise ValueError(value)
-    return number
-
-
-def money(value: Decimal) -> Decimal:
-    return value.quantize(MONEY, rounding=ROUND_HALF_UP)
-
-
 def _minutes_ago(now: datetime, minutes: int) -> datetime:
-    return (now - timedelta(minutes=minutes)).replace(microsecond=0)
+    return whole_seconds(now - timedelta(minutes=minutes))
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,10 +140,6 @@ class KashFlowLogin:
     company_id: str
     failed_attempts: int = 0
     locked_out: bool = False
-
-
-def company_numeric_id(key: str) -> str:
-    return str(int(stable_uuid("kashflow", "company", key)[:8], 16) % 900_000 + 100_000)
 
 
 @dataclass
@@ -195,7 +174,7 @@ class KashFlowCompany:
 
     @classmethod
     def from_seed(cls, seed: SeedOrganisation, now: datetime) -> KashFlowCompany:
-        company = cls(key=seed.key, company_id=company_numeric_id(seed.key), name=seed.name)
+        company = cls(key=seed.key, company_id=numeric_company_id("kashflow", seed.key), name=seed.name)
         percents = sorted({r.percent for r in seed.vat_rates if not r.archived}, reverse=True)
         company.vat_rates = [{"VATId": index, "VATRate": percent, "VATText": f"{percent.normalize():f}%"}
                              for index, percent in enumerate(percents, start=1)]
@@ -351,15 +330,19 @@ class KashFlowCompany:
         return self.customers.get(str(code).strip().upper()) if code is not None else None
 
 
+def _code_prefix(name: str) -> str:
+    """KashFlow-style codes are four letters of the name and a counter ("THAM01")."""
+    return (re.sub(r"[^A-Za-z]", "", name).upper() + "XXXX")[:4]
+
+
 def _contact_code(name: str, taken: dict[str, int]) -> str:
-    """KashFlow-style codes: four letters of the name and a counter ("THAM01")."""
-    prefix = (re.sub(r"[^A-Za-z]", "", name).upper() + "XXXX")[:4]
+    prefix = _code_prefix(name)
     taken[prefix] = taken.get(prefix, 0) + 1
     return f"{prefix}{taken[prefix]:02d}"
 
 
 def unused_contact_code(name: str, existing: dict[str, Record]) -> str:
-    prefix = (re.sub(r"[^A-Za-z]", "", name).upper() + "XXXX")[:4]
+    prefix = _code_prefix(name)
     counter = 1
     while f"{prefix}{counter:02d}" in existing:
         counter += 1
@@ -405,6 +388,15 @@ def _decimal(raw: dict[str, Any], name: str, path: str, problems: list[Problem],
         return None
 
 
+def _whole_number(value: Any, name: str, path: str, problems: list[Problem]) -> int | None:
+    """``value`` as an integer, or None with model binding's problem for a value it cannot convert."""
+    try:
+        return int(str(value))
+    except ValueError:
+        problems.append((path, f"The value '{value}' is not valid for {name}."))
+        return None
+
+
 def _date(ctx: WriteContext, raw: dict[str, Any], name: str, problems: list[Problem]) -> date | None:
     value = raw.get(name.lower())
     if value is None or value == "":
@@ -421,10 +413,8 @@ def _date(ctx: WriteContext, raw: dict[str, Any], name: str, problems: list[Prob
 def _project(ctx: WriteContext, value: Any, path: str, problems: list[Problem]) -> Record | None:
     if value in (None, "", 0, "0"):
         return None
-    try:
-        number = int(str(value))
-    except ValueError:
-        problems.append((path, f"The value '{value}' is not valid for ProjectNumber."))
+    number = _whole_number(value, "ProjectNumber", path, problems)
+    if number is None:
         return None
     project = ctx.company.projects.get(number)
     if project is None:
@@ -506,10 +496,8 @@ def _nominal(ctx: WriteContext, value: Any, path: str, problems: list[Problem], 
     if value in (None, ""):
         problems.append((path, "The NominalCode field is required."))
         return None
-    try:
-        code = int(str(value))
-    except ValueError:
-        problems.append((path, f"The value '{value}' is not valid for NominalCode."))
+    code = _whole_number(value, "NominalCode", path, problems)
+    if code is None:
         return None
     nominal = ctx.company.nominals.get(code)
     if nominal is None:
@@ -577,10 +565,8 @@ def _number(store: dict[int, Record], body: dict[str, Any], problems: list[Probl
     raw = body.get("number")
     if raw in (None, "", 0):
         return max(store, default=0) + 1
-    try:
-        number = int(str(raw))
-    except ValueError:
-        problems.append(("Number", f"The value '{raw}' is not valid for Number."))
+    number = _whole_number(raw, "Number", "Number", problems)
+    if number is None:
         return None
     if number in store:
         problems.append(("Number", f"Number {number} is already in use."))
@@ -732,12 +718,9 @@ def prepare_contact(ctx: WriteContext, raw: Any, *, kind: str) -> Prepared:
         problems.append(("Code", "Codes are up to 20 letters and digits."))
     default_nominal = body.get("defaultnominalcode")
     if default_nominal not in (None, "", 0):
-        try:
-            if int(str(default_nominal)) not in ctx.company.nominals:
-                problems.append(("DefaultNominalCode", f"Nominal code {default_nominal} does not exist."))
-        except ValueError:
-            problems.append(("DefaultNominalCode", f"The value '{default_nominal}' is not valid for "
-                                                   f"DefaultNominalCode."))
+        nominal_code = _whole_number(default_nominal, "DefaultNominalCode", "DefaultNominalCode", problems)
+        if nominal_code is not None and nominal_code not in ctx.company.nominals:
+            problems.append(("DefaultNominalCode", f"Nominal code {default_nominal} does not exist."))
     currency = _currency(body, problems)
     terms = body.get("paymentterms")
     if terms not in (None, "") and not str(terms).isdigit():

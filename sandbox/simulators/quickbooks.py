@@ -90,9 +90,8 @@ UNCONFIRMED behaviours — each a setting whose default is the stricter choice:
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, ClassVar
@@ -101,10 +100,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flask import Flask, Response, request
 from pydantic import Field
 
-from sandbox.simulators.consent import OrganisationChoice, authorize_error_page, consent_page, redirect_to
+from sandbox.simulators.consent import (
+    OrganisationChoice,
+    consent_cancelled,
+    consent_page,
+    posted_organisations,
+    posted_user,
+    posted_username,
+    read_authorize_request,
+    redirect_to,
+)
 from sandbox.simulators.harness import (
     DEFAULT_APP,
     DEFAULT_USER,
+    NO_STORE_HEADERS,
     AccessTokenProblem,
     AccessTokenRecord,
     Consent,
@@ -119,8 +128,10 @@ from sandbox.simulators.harness import (
     SimulatorSettings,
     WindowLimit,
     client_credentials_from_request,
+    find_named,
     json_response,
     request_json,
+    token_endpoint_error,
     truncate_to_millis,
 )
 from sandbox.simulators.quickbooks_ledger import (
@@ -262,11 +273,7 @@ class QuickBooksSimulator(LedgerSimulator):
 
     def company(self, name_or_realm: str) -> QboCompany:
         """A company by realm id or (case-insensitive) name."""
-        wanted = name_or_realm.strip().lower()
-        for company in self.companies.values():
-            if wanted in {company.realm_id, company.name.lower()}:
-                return company
-        raise ValueError(f"no company {name_or_realm!r}; have {[c.name for c in self.companies.values()]}")
+        return find_named(self.companies.values(), name_or_realm, lambda c: {c.realm_id, c.name.lower()}, "company")
 
     @property
     def zone(self) -> tzinfo:
@@ -282,7 +289,7 @@ class QuickBooksSimulator(LedgerSimulator):
         body: dict[str, Any] = {
             "token_type": "bearer",
             "access_token": issued.access.token,
-            "expires_in": int((issued.access.expires_at - issued.access.issued_at).total_seconds()),
+            "expires_in": issued.access.expires_in,
         }
         if issued.refresh_token:
             body["refresh_token"] = issued.refresh_token
@@ -421,8 +428,7 @@ class QuickBooksSimulator(LedgerSimulator):
 
     def _userinfo(self) -> Response:
         try:
-            with self.lock:
-                access = self.tokens.authenticate(request.headers.get("Authorization"))
+            access = self.bearer_access()
         except AccessTokenProblem:
             return json_response({"error": "invalid_token"}, 401,
                                  {"WWW-Authenticate": 'Bearer realm="Intuit", error="invalid_token"'})
@@ -439,23 +445,14 @@ class QuickBooksSimulator(LedgerSimulator):
     # -- authorize -------------------------------------------------------------------------------
 
     def _authorize(self) -> Response:
-        params = {name: request.values.get(name) for name in _AUTHORIZE_PARAMS}
-        app = self.apps.get(params["client_id"])
-        if app is None:
-            return authorize_error_page("QuickBooks", "invalid_client", "The client_id is not recognised.")
-        redirect_uri = params["redirect_uri"]
-        if not app.accepts_redirect(redirect_uri):
-            return authorize_error_page("QuickBooks", "invalid_request",
-                                        "The redirect_uri is not registered for this app.")
-        assert redirect_uri is not None
-
-        def back_with_error(error: str, description: str | None = None) -> Response:
-            query = {"error": error, **({"error_description": description} if description else {}),
-                     **({"state": params["state"]} if params["state"] is not None else {})}
-            return redirect_to(redirect_uri, query)
-
-        if params["response_type"] != "code":
-            return back_with_error("unsupported_response_type")
+        authorize = read_authorize_request(
+            self.apps, _AUTHORIZE_PARAMS, "QuickBooks",
+            unknown_client=("invalid_client", "The client_id is not recognised."),
+            bad_redirect=("invalid_request", "The redirect_uri is not registered for this app."))
+        if isinstance(authorize, Response):
+            return authorize
+        params, app, redirect_uri = authorize.params, authorize.app, authorize.redirect_uri
+        back_with_error = authorize.back_with_error
         if not params["state"]:
             return back_with_error("invalid_request", "state is required")
         scopes = tuple((params["scope"] or "").split())
@@ -488,9 +485,9 @@ class QuickBooksSimulator(LedgerSimulator):
                               else next(iter(self.companies.values())))
                 return grant_code(DEFAULT_USER, chosen.realm_id)
             return self._consent_page(app, params, scopes)
-        if request.form.get("action") == "cancel":
+        if consent_cancelled():
             return back_with_error("access_denied", "The user denied access")
-        user = self.users.authenticate(request.form.get("username"), request.form.get("password"))
+        user = posted_user(self.users)
         if user is None:
             return self._consent_page(app, params, scopes, "Your email or password is incorrect.")
         chosen_ids = [r for r in request.form.getlist("organisation") if r in self.companies]
@@ -498,13 +495,13 @@ class QuickBooksSimulator(LedgerSimulator):
             return self._consent_page(app, params, scopes, "Choose one company to connect.")
         return grant_code(user, chosen_ids[0])
 
-    def _consent_page(self, app: RegisteredApp, params: dict[str, str | None], scopes: tuple[str, ...],
+    def _consent_page(self, app: RegisteredApp, params: Mapping[str, str | None], scopes: tuple[str, ...],
                       error: str | None = None) -> Response:
-        chosen = set(request.form.getlist("organisation")) if request.method == "POST" else set()
+        chosen = posted_organisations()
         return consent_page(
             brand="QuickBooks", app_name=app.name, action=request.path, hidden=params, error=error,
             scope_lines=[_SCOPE_DESCRIPTIONS.get(s, f"Use {s}") for s in scopes],
-            username=request.form.get("username", "") if request.method == "POST" else "",
+            username=posted_username(),
             organisations=[OrganisationChoice(c.realm_id, c.name, c.realm_id in chosen)
                            for c in self.companies.values()],
             organisation_legend="Choose the company to connect", multiple=False,
@@ -522,15 +519,12 @@ class QuickBooksSimulator(LedgerSimulator):
             raise OAuthError("invalid_client", status=401) from error
 
     def _token(self) -> Response:
-        no_store = {"Cache-Control": "no-store", "Pragma": "no-cache"}
         try:
             with self.lock:
                 app = self._client()
                 grant_type = request.form.get("grant_type")
                 if grant_type == "authorization_code":
-                    consent = self.codes.redeem(request.form.get("code"), client_id=app.client_id,
-                                                redirect_uri=request.form.get("redirect_uri"),
-                                                code_verifier=request.form.get("code_verifier"))
+                    consent = self.redeem_posted_code(app.client_id)
                     issued = self.tokens.start_grant(consent, self.token_policy, with_refresh_token=True)
                 elif grant_type == "refresh_token":
                     issued = self._refresh(app, request.form.get("refresh_token"))
@@ -538,9 +532,8 @@ class QuickBooksSimulator(LedgerSimulator):
                     raise OAuthError("unsupported_grant_type")
                 body = self._token_response(issued, id_token_for=self.users.get(issued.grant.user_id))
         except OAuthError as error:
-            reason = {"X-Sandbox-Reason": error.description} if error.description else {}
-            return json_response(error.body(with_description=False), error.status, no_store | reason)
-        return json_response(body, 200, no_store)
+            return token_endpoint_error(error)
+        return json_response(body, 200, NO_STORE_HEADERS)
 
     def _refresh(self, app: RegisteredApp, refresh_token: str | None) -> IssuedTokens:
         grant = self.tokens.grant_for_refresh_token(refresh_token or "")
@@ -562,8 +555,7 @@ class QuickBooksSimulator(LedgerSimulator):
         with self.lock:
             # Either token of the pair ends the whole authorization.
             grant = self.tokens.grant_for_refresh_token(token) or self.tokens.grant_for_access_token(token)
-            if grant is not None and grant.client_id == app.client_id:
-                self.tokens.revoke_grant(grant.grant_id, "revoked by the app")
+            self.revoke_app_grant(grant, app.client_id)
         return Response(status=200)
 
     # -- the API pipeline ------------------------------------------------------------------------
@@ -590,8 +582,7 @@ class QuickBooksSimulator(LedgerSimulator):
 
     def _api(self, realm_id: str, subpath: str) -> Response:
         try:
-            with self.lock:
-                access = self.tokens.authenticate(request.headers.get("Authorization"))
+            access = self.bearer_access()
         except AccessTokenProblem as problem:
             detail = {"AccessTokenExpired": "Token expired: the access token has expired",
                       "AccessTokenRevoked": "Token revoked"}.get(type(problem).__name__, "Token invalid")
@@ -609,22 +600,17 @@ class QuickBooksSimulator(LedgerSimulator):
 
         segments = [s for s in subpath.split("/") if s]
         is_batch = segments[:1] == ["batch"]
-        gate_key = (access.client_id, realm_id)
         limited = self.settings.rate_limits_enabled
-        if limited and not self.concurrency.try_enter(gate_key, self.settings.concurrent_limit):
-            return self._throttled("too many concurrent requests for this company")
-        try:
+        with self.concurrency_slot((access.client_id, realm_id), self.settings.concurrent_limit,
+                                   enabled=limited) as admitted:
+            if not admitted:
+                return self._throttled("too many concurrent requests for this company")
             if limited:
                 decision = self.rate_limiter.acquire(self._rate_checks(access.client_id, realm_id, batch=is_batch))
                 if not decision.allowed:
                     return self._throttled(f"{decision.problem} limit exceeded for this company")
-            if self.settings.latency_seconds:
-                time.sleep(self.settings.latency_seconds)  # "in flight", outside the state lock
-            with self.lock:
-                return self._dispatch(segments, ApiCall(company, access, request.args.get("requestid")))
-        finally:
-            if limited:
-                self.concurrency.leave(gate_key)
+            call = ApiCall(company, access, request.args.get("requestid"))
+            return self.run_in_flight(lambda: self._dispatch(segments, call))
 
     def _check_minorversion(self) -> QboFault | None:
         raw = request.args.get("minorversion")
@@ -688,16 +674,9 @@ class QuickBooksSimulator(LedgerSimulator):
         if not key.strip() or len(key) > limit:
             return self._fault(QboFault("2010", "Invalid requestid",
                                         f"requestid must be 1 to {limit} characters", "requestid"))
-        scope = (call.access.client_id, call.company.realm_id)
-        stored = self.idempotency.lookup(scope, key, "requestid")
-        if stored is not None:
-            replay = stored.to_response()
-            replay.headers["X-Sandbox-Idempotent-Replay"] = "true"
-            return replay
-        response = handler(call)
-        if response.status_code < 500:
-            self.idempotency.store(scope, key, "requestid", response, self.settings.requestid_window_seconds)
-        return response
+        # One fingerprint for every request: the id alone decides, so a reused id never conflicts.
+        return self.replay_or_run((call.access.client_id, call.company.realm_id), key, "requestid",
+                                  self.settings.requestid_window_seconds, lambda: handler(call))
 
     # -- reads: query and CDC --------------------------------------------------------------------
 

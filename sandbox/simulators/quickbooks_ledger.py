@@ -22,10 +22,11 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from sandbox.simulators.harness import truncate_to_millis
+from sandbox.simulators.ledger_values import money
 from sandbox.simulators.seed import (
     AccountKind,
     SeedOrganisation,
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 Record = dict[str, Any]
 
-MONEY = Decimal("0.01")
 HOME_CURRENCY = {"value": "GBP", "name": "British Pound Sterling"}
 
 # Entities the simulator keeps, by their canonical (JSON) name.
@@ -118,10 +118,6 @@ def business_rule(detail: str, element: str = "") -> QboFault:
 # --------------------------------------------------------------------------------------------
 # Wire format
 # --------------------------------------------------------------------------------------------
-
-
-def money(value: Decimal) -> Decimal:
-    return value.quantize(MONEY, rounding=ROUND_HALF_UP)
 
 
 def qbo_timestamp(moment: datetime, zone: tzinfo) -> str:
@@ -328,7 +324,7 @@ class QboCompany:
                 })
                 rate_id += 1
                 rate_lists[f"{direction}TaxRateList"] = {"TaxRateDetail": [{
-                    "TaxRateRef": {"value": tax_rate["Id"], "name": tax_rate["Name"]},
+                    "TaxRateRef": _ref(tax_rate),
                     "TaxTypeApplicable": "TaxOnAmount", "TaxOrder": 0}]}
             self._store("TaxCode", {
                 "Id": str(code_id), "SyncToken": "0", "domain": "QBO", "sparse": False,
@@ -361,7 +357,7 @@ class QboCompany:
             }
             if account_type not in {"Bank", "Credit Card"} and account.system_role is None:
                 code = self.tax_code_for(account.vat)
-                record["TaxCodeRef"] = {"value": code["Id"], "name": code["Name"]}
+                record["TaxCodeRef"] = _ref(code)
             self._store("Account", record)
 
     def account_by_code(self, code: str) -> Record:
@@ -409,7 +405,7 @@ class QboCompany:
                 "Id": str(customer_id), "SyncToken": "0", "domain": "QBO", "sparse": False,
                 "DisplayName": project.name, "CompanyName": parent["CompanyName"],
                 "FullyQualifiedName": f"{parent['DisplayName']}:{project.name}", "Job": True,
-                "IsProject": True, "ParentRef": {"value": parent["Id"], "name": parent["DisplayName"]},
+                "IsProject": True, "ParentRef": _ref(parent, "DisplayName"),
                 "Level": 1, "BillWithParent": True, "Active": not project.closed, "Taxable": True,
                 "Balance": Decimal("0"), "BalanceWithJobs": Decimal("0"), "CurrencyRef": dict(HOME_CURRENCY),
                 "MetaData": _meta(stamp, stamp),
@@ -437,17 +433,13 @@ class QboCompany:
                 "MetaData": _meta(updated - timedelta(days=10), updated),
             }
             if item.sales is not None:
-                income = self.account_by_code(item.sales.account_code)
-                tax_code = self.tax_code_for(item.sales.vat)
                 record |= {"Description": item.description, "UnitPrice": item.sales.unit_price,
-                           "IncomeAccountRef": {"value": income["Id"], "name": income["Name"]},
-                           "SalesTaxCodeRef": {"value": tax_code["Id"], "name": tax_code["Name"]}}
+                           "IncomeAccountRef": _ref(self.account_by_code(item.sales.account_code)),
+                           "SalesTaxCodeRef": _ref(self.tax_code_for(item.sales.vat))}
             if item.purchase is not None:
-                expense = self.account_by_code(item.purchase.account_code)
-                tax_code = self.tax_code_for(item.purchase.vat)
                 record |= {"PurchaseDesc": item.description, "PurchaseCost": item.purchase.unit_price,
-                           "ExpenseAccountRef": {"value": expense["Id"], "name": expense["Name"]},
-                           "PurchaseTaxCodeRef": {"value": tax_code["Id"], "name": tax_code["Name"]}}
+                           "ExpenseAccountRef": _ref(self.account_by_code(item.purchase.account_code)),
+                           "PurchaseTaxCodeRef": _ref(self.tax_code_for(item.purchase.vat))}
             self._store("Item", record)
 
     def _load_tracking(self, seed: SeedOrganisation, created: datetime) -> None:
@@ -1003,7 +995,7 @@ def _build_lines(ctx: WriteContext, raw_lines: Any, mode: str, *, sales: bool) -
         out_detail |= _tracking(ctx, detail, sales=sales)
         tax_code, net, tax, rate_id, percent = _line_tax(ctx, detail, amount, mode=mode, direction=direction)
         if tax_code is not None:
-            out_detail["TaxCodeRef"] = {"value": tax_code["Id"], "name": tax_code["Name"]}
+            out_detail["TaxCodeRef"] = _ref(tax_code)
         if mode == "TaxInclusive":
             out_detail["TaxInclusiveAmt"] = money(net + tax)
         totals.add(rate_id, percent, net, tax)

@@ -80,9 +80,8 @@ import hashlib
 import json
 import math
 import re
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
@@ -90,10 +89,19 @@ from urllib.parse import urlencode
 from flask import Flask, Response, request
 from pydantic import Field
 
-from sandbox.simulators.consent import OrganisationChoice, authorize_error_page, consent_page, redirect_to
+from sandbox.simulators.consent import (
+    OrganisationChoice,
+    consent_cancelled,
+    consent_page,
+    posted_organisations,
+    posted_user,
+    posted_username,
+    read_authorize_request,
+)
 from sandbox.simulators.harness import (
     DEFAULT_APP,
     DEFAULT_USER,
+    NO_STORE_HEADERS,
     AccessTokenProblem,
     AccessTokenRecord,
     Consent,
@@ -109,9 +117,11 @@ from sandbox.simulators.harness import (
     SimulatorSettings,
     WindowLimit,
     client_credentials_from_request,
+    find_named,
     json_response,
     parse_bool,
     request_json,
+    token_endpoint_error,
     truncate_to_millis,
 )
 from sandbox.simulators.sage_ledger import (
@@ -235,11 +245,7 @@ class SageSimulator(LedgerSimulator):
                 for b in self.businesses.values()]
 
     def business(self, name_or_id: str) -> SageBusiness:
-        wanted = name_or_id.strip().lower()
-        for business in self.businesses.values():
-            if wanted in {business.id, business.name.lower()}:
-                return business
-        raise ValueError(f"no business {name_or_id!r}; have {[b.name for b in self.businesses.values()]}")
+        return find_named(self.businesses.values(), name_or_id, lambda b: {b.id, b.name.lower()}, "business")
 
     def set_lead_business(self, name_or_id: str) -> None:
         with self.lock:
@@ -256,7 +262,7 @@ class SageSimulator(LedgerSimulator):
     def _token_response(self, issued: IssuedTokens) -> dict[str, Any]:
         return {
             "access_token": issued.access.token, "scope": " ".join(issued.grant.scope), "token_type": "bearer",
-            "expires_in": int((issued.access.expires_at - issued.access.issued_at).total_seconds()),
+            "expires_in": issued.access.expires_in,
             "refresh_token": issued.refresh_token,
             "refresh_token_expires_in": int(self.settings.refresh_token_unused_ttl_seconds or 31 * _DAY),
             "requested_by_id": uuid.UUID(issued.grant.user_id).hex,
@@ -308,22 +314,14 @@ class SageSimulator(LedgerSimulator):
     # -- authorize -------------------------------------------------------------------------------
 
     def _authorize(self) -> Response:
-        params = {name: request.values.get(name) for name in _AUTHORIZE_PARAMS}
-        app = self.apps.get(params["client_id"])
-        if app is None:
-            return authorize_error_page("Sage", "unauthorized_client", "The client_id is not recognised.")
-        redirect_uri = params["redirect_uri"]
-        if not app.accepts_redirect(redirect_uri):
-            return authorize_error_page("Sage", "invalid_request", "The redirect_uri does not match the app.")
-        assert redirect_uri is not None
-
-        def back_with_error(error: str, description: str | None = None) -> Response:
-            query = {"error": error, **({"error_description": description} if description else {}),
-                     **({"state": params["state"]} if params["state"] is not None else {})}
-            return redirect_to(redirect_uri, query)
-
-        if params["response_type"] != "code":
-            return back_with_error("unsupported_response_type")
+        authorize = read_authorize_request(
+            self.apps, _AUTHORIZE_PARAMS, "Sage",
+            unknown_client=("unauthorized_client", "The client_id is not recognised."),
+            bad_redirect=("invalid_request", "The redirect_uri does not match the app."))
+        if isinstance(authorize, Response):
+            return authorize
+        params, app, redirect_uri = authorize.params, authorize.app, authorize.redirect_uri
+        back_with_error = authorize.back_with_error
         scopes = tuple((params["scope"] or "").split())
         if len(scopes) != 1 or scopes[0] not in _SCOPES:
             return back_with_error("invalid_scope", "scope must be full_access or readonly")
@@ -341,8 +339,7 @@ class SageSimulator(LedgerSimulator):
                     code_challenge_method=(method or "plain") if challenge else None,
                     extras={"selected_business_id": business_id},
                 ), self.settings.authorization_code_ttl_seconds, prefix="GB/")
-            return redirect_to(redirect_uri, {"code": code, "country": "GB",
-                                              **({"state": params["state"]} if params["state"] is not None else {})})
+            return authorize.back({"code": code, "country": "GB"})
 
         if request.method == "GET":
             if self.auto_consent:
@@ -350,9 +347,9 @@ class SageSimulator(LedgerSimulator):
                     return back_with_error("access_denied")
                 return grant_code(DEFAULT_USER, self.lead_business_id)
             return self._consent_page(app, params, scopes)
-        if request.form.get("action") == "cancel":
+        if consent_cancelled():
             return back_with_error("access_denied")
-        user = self.users.authenticate(request.form.get("username"), request.form.get("password"))
+        user = posted_user(self.users)
         if user is None:
             return self._consent_page(app, params, scopes, "Your email or password is incorrect.")
         chosen = [b for b in request.form.getlist("organisation") if b in self.businesses]
@@ -360,15 +357,15 @@ class SageSimulator(LedgerSimulator):
             return self._consent_page(app, params, scopes, "Choose the business to open.")
         return grant_code(user, chosen[0])
 
-    def _consent_page(self, app: RegisteredApp, params: dict[str, str | None], scopes: tuple[str, ...],
+    def _consent_page(self, app: RegisteredApp, params: Mapping[str, str | None], scopes: tuple[str, ...],
                       error: str | None = None) -> Response:
-        chosen = set(request.form.getlist("organisation")) if request.method == "POST" else {self.lead_business_id}
+        chosen = posted_organisations(default=[self.lead_business_id])
         lines = {"full_access": "Read and change your accounting data in every business you can see",
                  "readonly": "Read your accounting data in every business you can see"}
         return consent_page(
             brand="Sage Accounting", app_name=app.name, action=request.path, hidden=params, error=error,
             scope_lines=[lines[s] for s in scopes],
-            username=request.form.get("username", "") if request.method == "POST" else "",
+            username=posted_username(),
             organisations=[OrganisationChoice(b.id, b.name, b.id in chosen) for b in self.businesses.values()],
             organisation_legend="Choose the business to open", multiple=False,
         )
@@ -382,15 +379,12 @@ class SageSimulator(LedgerSimulator):
         return self.apps.authenticate(credentials.client_id, credentials.client_secret)
 
     def _token(self) -> Response:
-        no_store = {"Cache-Control": "no-store", "Pragma": "no-cache"}
         try:
             with self.lock:
                 app = self._client()
                 grant_type = request.form.get("grant_type")
                 if grant_type == "authorization_code":
-                    consent = self.codes.redeem(request.form.get("code"), client_id=app.client_id,
-                                                redirect_uri=request.form.get("redirect_uri"),
-                                                code_verifier=request.form.get("code_verifier"))
+                    consent = self.redeem_posted_code(app.client_id)
                     issued = self.tokens.start_grant(consent, self.token_policy, with_refresh_token=True)
                 elif grant_type == "refresh_token":
                     issued = self.tokens.refresh(request.form.get("refresh_token"), client_id=app.client_id,
@@ -401,18 +395,16 @@ class SageSimulator(LedgerSimulator):
                     raise OAuthError("unsupported_grant_type")
                 body = self._token_response(issued)
         except OAuthError as error:
-            reason = {"X-Sandbox-Reason": error.description} if error.description else {}
-            return json_response(error.body(with_description=False), error.status, no_store | reason)
-        return json_response(body, 200, no_store)
+            return token_endpoint_error(error)
+        return json_response(body, 200, NO_STORE_HEADERS)
 
     def _revoke(self) -> Response:
         try:
             with self.lock:
                 app = self._client()
                 # Only refresh tokens can be revoked; access tokens simply run out.
-                grant = self.tokens.grant_for_refresh_token(request.form.get("token", ""))
-                if grant is not None and grant.client_id == app.client_id:
-                    self.tokens.revoke_grant(grant.grant_id, "revoked by the app")
+                self.revoke_app_grant(self.tokens.grant_for_refresh_token(request.form.get("token", "")),
+                                      app.client_id)
         except OAuthError as error:
             return json_response(error.body(), error.status)
         return json_response({"success": "ok"})
@@ -425,8 +417,7 @@ class SageSimulator(LedgerSimulator):
 
     def _api(self, subpath: str) -> Response:
         try:
-            with self.lock:
-                access = self.tokens.authenticate(request.headers.get("Authorization"))
+            access = self.bearer_access()
         except AccessTokenProblem:
             return _errors(401, "AuthenticationFailure", "The access token is invalid, has expired or was revoked.",
                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
@@ -446,10 +437,7 @@ class SageSimulator(LedgerSimulator):
             decision = self.rate_limiter.acquire(self._rate_checks(business.id))
             if not decision.allowed:
                 return self._throttled()
-        if self.settings.latency_seconds:
-            time.sleep(self.settings.latency_seconds)  # "in flight", outside the state lock
-        with self.lock:
-            return self._dispatch(ApiCall(business, access, segments))
+        return self.run_in_flight(lambda: self._dispatch(ApiCall(business, access, segments)))
 
     def _user_routes(self, segments: list[str], access: AccessTokenRecord) -> Response:
         user = self.users.get(access.user_id)
@@ -625,17 +613,10 @@ class SageSimulator(LedgerSimulator):
         fingerprint = (hashlib.sha256(canonical.encode()).hexdigest()
                        if self.settings.idempotency_mismatch_is_error else "any")
         try:
-            stored = self.idempotency.lookup(scope, key.lower(), fingerprint)
+            return self.replay_or_run(scope, key.lower(), fingerprint, self.settings.idempotency_window_seconds,
+                                      lambda: self._commit(call, resource, raw, key.lower()))
         except IdempotencyKeyReused:
             return _errors(422, "RecordInvalid", "has already been used for a different request", "idempotency_id")
-        if stored is not None:
-            replay = stored.to_response()
-            replay.headers["X-Sandbox-Idempotent-Replay"] = "true"
-            return replay
-        response = self._commit(call, resource, raw, key.lower())
-        if response.status_code < 500:
-            self.idempotency.store(scope, key.lower(), fingerprint, response, self.settings.idempotency_window_seconds)
-        return response
 
     def _commit(self, call: ApiCall, resource: str, raw: dict[str, Any], key: str | None) -> Response:
         ctx = WriteContext(call.business, self.settings, truncate_to_millis(self.clock.now()))

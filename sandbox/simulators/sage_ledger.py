@@ -18,13 +18,14 @@ import base64
 import binascii
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sandbox.simulators.harness import truncate_to_millis
+from sandbox.simulators.ledger_values import money, parse_iso_timestamp, to_decimal, utc_timestamp
 from sandbox.simulators.seed import (
     EXPENSE_KINDS,
     INCOME_KINDS,
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from sandbox.simulators.sage import SageSettings
 
 Record = dict[str, Any]
-MONEY = Decimal("0.01")
 TOLERANCE = Decimal("0.01")
 
 # Resource name → whether it takes ``deleted_since`` [src spec] (ledger accounts and tax rates do not).
@@ -93,6 +93,14 @@ class Problems:
     def add(self, source: str, message: str) -> None:
         self.items.append(diagnosis(source, message))
 
+    def missing(self, value: Any, source: str, *, required: bool = True) -> bool:
+        """Whether ``value`` is blank; a blank required value is reported as "can't be blank"."""
+        if not blank(value):
+            return False
+        if required:
+            self.add(source, "can't be blank")
+        return True
+
     def raise_if_any(self) -> None:
         if self.items:
             raise SageInvalid(self.items)
@@ -108,21 +116,13 @@ def sage_id(*parts: str) -> str:
     return uuid.UUID(stable_uuid("sage", *parts)).hex
 
 
-def money(value: Decimal) -> Decimal:
-    return value.quantize(MONEY, rounding=ROUND_HALF_UP)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def to_wire(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: to_wire(v) for k, v in value.items() if not k.startswith("_")}
     if isinstance(value, list | tuple):
         return [to_wire(v) for v in value]
     if isinstance(value, datetime):
-        return iso(value)
+        return utc_timestamp(value)
     if isinstance(value, Decimal):
         return float(value)
     return value
@@ -133,8 +133,7 @@ def parse_since(text: str) -> datetime:
     text = text.strip().replace(" ", "+")  # an unencoded "+" in a query string arrives as a space
     if "T" not in text:
         return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=UTC)
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return parse_iso_timestamp(text)
 
 
 def blank(value: Any) -> bool:
@@ -143,29 +142,18 @@ def blank(value: Any) -> bool:
 
 def read_amount(raw: Record, name: str, source: str, problems: Problems, *, required: bool = False) -> Decimal | None:
     value = raw.get(name)
-    if blank(value):
-        if required:
-            problems.add(source, "can't be blank")
-        return None
-    if isinstance(value, bool):
-        problems.add(source, "is not a number")
+    if problems.missing(value, source, required=required):
         return None
     try:
-        number = Decimal(str(value))
-    except InvalidOperation:
+        return to_decimal(value)
+    except ValueError:
         problems.add(source, "is not a number")
         return None
-    if not number.is_finite():
-        problems.add(source, "is not a number")
-        return None
-    return number
 
 
 def read_date(raw: Record, name: str, source: str, problems: Problems, *, required: bool) -> date | None:
     value = raw.get(name)
-    if blank(value):
-        if required:
-            problems.add(source, "can't be blank")
+    if problems.missing(value, source, required=required):
         return None
     try:
         return date.fromisoformat(str(value)[:10])
@@ -513,16 +501,22 @@ def _stamp(ctx: WriteContext, resource: str, fields: Record) -> Record:
             "created_at": ctx.now, "updated_at": ctx.now}
 
 
+def _live_reference(ctx: WriteContext, resource: str, record_id: Any, problems: Problems, source: str, *,
+                    required: bool = True) -> Record | None:
+    """The live record of ``resource`` an id in the body names: a blank id "can't be blank" when
+    required, an unknown or deleted one "is invalid"."""
+    if problems.missing(record_id, source, required=required):
+        return None
+    record = ctx.business.live(resource, record_id)
+    if record is None:
+        problems.add(source, "is invalid")
+    return record
+
+
 def _contact(ctx: WriteContext, raw: Record, problems: Problems, *, wanted_type: str | None,
              source: str = "contact_id", required: bool = True) -> Record | None:
-    contact_id = raw.get("contact_id")
-    if blank(contact_id):
-        if required:
-            problems.add(source, "can't be blank")
-        return None
-    contact = ctx.business.live("contacts", contact_id)
+    contact = _live_reference(ctx, "contacts", raw.get("contact_id"), problems, source, required=required)
     if contact is None:
-        problems.add(source, "is invalid")
         return None
     if wanted_type and wanted_type not in {t["id"] for t in contact["contact_types"]}:
         label = "supplier" if wanted_type == "VENDOR" else "customer"
@@ -531,13 +525,8 @@ def _contact(ctx: WriteContext, raw: Record, problems: Problems, *, wanted_type:
 
 
 def _ledger_account(ctx: WriteContext, raw: Record, problems: Problems, source: str, area: str) -> Record | None:
-    account_id = raw.get("ledger_account_id")
-    if blank(account_id):
-        problems.add(source, "can't be blank")
-        return None
-    account = ctx.business.live("ledger_accounts", account_id)
+    account = _live_reference(ctx, "ledger_accounts", raw.get("ledger_account_id"), problems, source)
     if account is None:
-        problems.add(source, "is invalid")
         return None
     if not account["included_in_chart"] or not account[f"visible_in_{area}"]:
         problems.add(source, f"The ledger account {account['displayed_as']} can't be used in {area.replace('_', ' ')}")
@@ -545,15 +534,7 @@ def _ledger_account(ctx: WriteContext, raw: Record, problems: Problems, source: 
 
 
 def _tax_rate(ctx: WriteContext, raw: Record, problems: Problems, source: str, *, required: bool) -> Record | None:
-    rate_id = raw.get("tax_rate_id")
-    if blank(rate_id):
-        if required:
-            problems.add(source, "can't be blank")
-        return None
-    rate = ctx.business.live("tax_rates", rate_id)
-    if rate is None:
-        problems.add(source, "is invalid")
-    return rate
+    return _live_reference(ctx, "tax_rates", raw.get("tax_rate_id"), problems, source, required=required)
 
 
 def _analysis(ctx: WriteContext, raw: Record, problems: Problems, source: str) -> list[Record]:
@@ -581,6 +562,28 @@ def _analysis(ctx: WriteContext, raw: Record, problems: Problems, source: str) -
         seen_types.add(category["analysis_type"]["id"])
         categories.append(base_ref(category))
     return categories
+
+
+def _line_objects(raw: Record, name: str, problems: Problems) -> Iterator[Record]:
+    """The entries of a required array of lines (``invoice_lines``, ``payment_lines``): a missing
+    or empty array "can't be blank", an entry that is not an object "is invalid"."""
+    lines = raw.get(name)
+    if not isinstance(lines, list) or not lines:
+        problems.add(name, "can't be blank")
+        return
+    for line in lines:
+        if isinstance(line, dict):
+            yield line
+        else:
+            problems.add(name, "is invalid")
+
+
+def _required_choice(raw: Record, name: str, allowed: frozenset[str], problems: Problems) -> Any:
+    """A required field that must be one of ``allowed``: blank "can't be blank", else "is invalid"."""
+    value = raw.get(name)
+    if not problems.missing(value, name) and value not in allowed:
+        problems.add(name, "is invalid")
+    return value
 
 
 def _check_date(ctx: WriteContext, raw: Record, problems: Problems, name: str = "date") -> date | None:
@@ -646,17 +649,10 @@ def prepare_invoice(ctx: WriteContext, raw: Record, *, purchase: bool) -> Prepar
     when = _check_date(ctx, raw, problems)
     due = read_date(raw, "due_date", "due_date", problems, required=purchase)
     currency = _check_currency(ctx, raw, problems)
-    raw_lines = raw.get("invoice_lines")
-    if not isinstance(raw_lines, list) or not raw_lines:
-        problems.add("invoice_lines", "can't be blank")
-        raw_lines = []
     lines: list[Record] = []
     totals = [Decimal("0"), Decimal("0"), Decimal("0")]
-    for raw_line in raw_lines:
-        source = "invoice_lines"
-        if not isinstance(raw_line, dict):
-            problems.add(source, "is invalid")
-            continue
+    source = "invoice_lines"
+    for raw_line in _line_objects(raw, source, problems):
         if blank(raw_line.get("description")):
             problems.add(f"{source}.description", "can't be blank")
         account = _ledger_account(ctx, raw_line, problems, f"{source}.ledger_account_id",
@@ -681,12 +677,9 @@ def prepare_invoice(ctx: WriteContext, raw: Record, *, purchase: bool) -> Prepar
         if categories:
             line[ctx.settings.line_analysis_field] = categories
         for item_resource, key in (("products", "product_id"), ("services", "service_id")):
-            if not blank(raw_line.get(key)):
-                item = ctx.business.live(item_resource, raw_line[key])
-                if item is None:
-                    problems.add(f"{source}.{key}", "is invalid")
-                else:
-                    line[key.removesuffix("_id")] = base_ref(item)
+            item = _live_reference(ctx, item_resource, raw_line.get(key), problems, f"{source}.{key}", required=False)
+            if item is not None:
+                line[key.removesuffix("_id")] = base_ref(item)
         lines.append(line)
     net, tax, total = (money(v) for v in totals)
     _check_header_totals(raw, problems, net, tax, total)
@@ -714,11 +707,7 @@ def prepare_invoice(ctx: WriteContext, raw: Record, *, purchase: bool) -> Prepar
 
 def prepare_quick_entry(ctx: WriteContext, raw: Record) -> PreparedWrite:
     problems = Problems()
-    entry_type = raw.get("quick_entry_type_id")
-    if blank(entry_type):
-        problems.add("quick_entry_type_id", "can't be blank")
-    elif entry_type not in {"INVOICE", "CREDIT_NOTE"}:
-        problems.add("quick_entry_type_id", "is invalid")
+    entry_type = _required_choice(raw, "quick_entry_type_id", frozenset({"INVOICE", "CREDIT_NOTE"}), problems)
     contact = _contact(ctx, raw, problems, wanted_type="VENDOR")
     when = _check_date(ctx, raw, problems)
     if blank(raw.get("reference")):
@@ -754,42 +743,24 @@ def _payment_method(ctx: WriteContext, raw: Record, problems: Problems) -> Recor
 
 
 def _bank_account(ctx: WriteContext, raw: Record, problems: Problems, *, required: bool) -> Record | None:
-    bank_id = raw.get("bank_account_id")
-    if blank(bank_id):
-        if required:
-            problems.add("bank_account_id", "can't be blank")
-        return None
-    bank = ctx.business.live("bank_accounts", bank_id)
-    if bank is None:
-        problems.add("bank_account_id", "is invalid")
-    return bank
+    return _live_reference(ctx, "bank_accounts", raw.get("bank_account_id"), problems, "bank_account_id",
+                           required=required)
 
 
 def prepare_other_payment(ctx: WriteContext, raw: Record) -> PreparedWrite:
     problems = Problems()
-    kind = raw.get("transaction_type_id")
-    if blank(kind):
-        problems.add("transaction_type_id", "can't be blank")
-    elif kind not in {"OTHER_PAYMENT", "OTHER_RECEIPT"}:
-        problems.add("transaction_type_id", "is invalid")
+    kind = _required_choice(raw, "transaction_type_id", frozenset({"OTHER_PAYMENT", "OTHER_RECEIPT"}), problems)
     when = _check_date(ctx, raw, problems)
     total = read_amount(raw, "total_amount", "total_amount", problems, required=True)
     bank = _bank_account(ctx, raw, problems, required=ctx.settings.other_payment_requires_bank_account)
     contact = _contact(ctx, raw, problems, wanted_type=None, required=False)
     method = _payment_method(ctx, raw, problems)
     reference = _reference(raw, problems)
-    raw_lines = raw.get("payment_lines")
-    if not isinstance(raw_lines, list) or not raw_lines:
-        problems.add("payment_lines", "can't be blank")
-        raw_lines = []
     area = "other_receipts" if kind == "OTHER_RECEIPT" else "other_payments"
     lines: list[Record] = []
     sums = [Decimal("0"), Decimal("0"), Decimal("0")]
-    for raw_line in raw_lines:
-        source = "payment_lines"
-        if not isinstance(raw_line, dict):
-            problems.add(source, "is invalid")
-            continue
+    source = "payment_lines"
+    for raw_line in _line_objects(raw, source, problems):
         account = _ledger_account(ctx, raw_line, problems, f"{source}.ledger_account_id", area)
         rate = _tax_rate(ctx, raw_line, problems, f"{source}.tax_rate_id", required=False)
         line_total = read_amount(raw_line, "total_amount", f"{source}.total_amount", problems, required=True)
@@ -982,9 +953,7 @@ def prepare_attachment(ctx: WriteContext, raw: Record) -> PreparedWrite:
         if resource is None or context_type not in ctx.settings.attachment_context_types:
             problems.add("attachment_context_type_id", "is invalid")
         else:
-            context = ctx.business.live(resource, context_id)
-            if context is None:
-                problems.add("attachment_context_id", "is invalid")
+            context = _live_reference(ctx, resource, context_id, problems, "attachment_context_id")
     problems.raise_if_any()
     file_name = str(raw["file_name"])
     record = _stamp(ctx, "attachments", {

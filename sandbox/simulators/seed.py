@@ -510,6 +510,13 @@ def _company_names(rng: random.Random, trades: tuple[str, ...], count: int, take
     return names
 
 
+def _contact_default_codes(accounts: list[SeedAccount]) -> tuple[list[str], list[str]]:
+    """(purchase, sales) account codes a contact may default to: live, non-system accounts."""
+    usable = [a for a in accounts if not a.archived and a.system_role is None]
+    return ([a.code for a in usable if a.kind in EXPENSE_KINDS],
+            [a.code for a in usable if a.kind in INCOME_KINDS])
+
+
 def _contacts(
     rng: random.Random,
     *,
@@ -750,9 +757,7 @@ def _demo_company(preset: Preset, seed: int, today: date) -> SeedOrganisation:
     if preset == "large":
         accounts += _generated_accounts(500 - len(accounts), rng, {a.name for a in accounts})
         items += _generated_items(1000 - len(items), rng, accounts)
-    usable = [a for a in accounts if not a.archived and a.system_role is None]
-    purchase_codes = [a.code for a in usable if a.kind in EXPENSE_KINDS]
-    sales_codes = [a.code for a in usable if a.kind in INCOME_KINDS]
+    purchase_codes, sales_codes = _contact_default_codes(accounts)
     if preset == "large":
         contacts = _contacts(rng, suppliers=5200, customers=4400, both=400, archived_share=0.08,
                              purchase_codes=purchase_codes, sales_codes=sales_codes)
@@ -792,12 +797,9 @@ def _joinery_company(preset: Preset, seed: int, today: date) -> SeedOrganisation
     if preset == "empty":
         return org
     accounts = _chart(_JOINERY_CHART, rng)
-    usable = [a for a in accounts if not a.archived and a.system_role is None]
-    contacts = _contacts(
-        rng, suppliers=60, customers=62, both=3, archived_share=0.06,
-        purchase_codes=[a.code for a in usable if a.kind in EXPENSE_KINDS],
-        sales_codes=[a.code for a in usable if a.kind in INCOME_KINDS],
-    )
+    purchase_codes, sales_codes = _contact_default_codes(accounts)
+    contacts = _contacts(rng, suppliers=60, customers=62, both=3, archived_share=0.06,
+                         purchase_codes=purchase_codes, sales_codes=sales_codes)
     tracking = _tracking((
         ("Site", ("Workshop", "Customer premises", "Showroom"), ("Old unit",)),
         ("Team", ("Fitting", "Design", "Repairs"), ()),

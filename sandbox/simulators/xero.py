@@ -80,20 +80,30 @@ from __future__ import annotations
 
 import math
 import secrets
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
-from flask import Flask, Response, render_template_string, request
+from flask import Flask, Response, request
 from pydantic import Field
 
+from sandbox.simulators.consent import (
+    OrganisationChoice,
+    consent_cancelled,
+    consent_page,
+    posted_organisations,
+    posted_user,
+    posted_username,
+    read_authorize_request,
+    redirect_to,
+)
 from sandbox.simulators.harness import (
     DEFAULT_APP,
     DEFAULT_USER,
+    NO_STORE_HEADERS,
     AccessTokenExpired,
     AccessTokenProblem,
     AccessTokenRecord,
@@ -113,9 +123,14 @@ from sandbox.simulators.harness import (
     WindowLimit,
     client_credentials_from_request,
     encode_jwt,
+    find_named,
+    find_route,
     json_response,
+    match_path,
     parse_bool,
+    path_is_routed,
     request_json,
+    token_endpoint_error,
     truncate_to_millis,
 )
 from sandbox.simulators.seed import Dataset, Preset, stable_uuid
@@ -276,22 +291,7 @@ class ApiRoute:
     writes: bool = False
 
     def match(self, method: str, segments: list[str]) -> dict[str, str] | None:
-        if method != self.method:
-            return None
-        params: dict[str, str] = {}
-        for index, part in enumerate(self.pattern):
-            if part.endswith("*}"):
-                if index >= len(segments):
-                    return None
-                params[part[1:-2]] = "/".join(segments[index:])
-                return params
-            if index >= len(segments):
-                return None
-            if part.startswith("{"):
-                params[part[1:-1]] = segments[index]
-            elif part != segments[index].lower():
-                return None
-        return params if len(segments) == len(self.pattern) else None
+        return match_path(self.pattern, segments, ignore_case=True) if method == self.method else None
 
 
 _NOT_FOUND_TEXT = "The resource you're looking for cannot be found"
@@ -320,66 +320,8 @@ def _not_found() -> Response:
 
 
 # --------------------------------------------------------------------------------------------
-# The consent page
+# Authorize
 # --------------------------------------------------------------------------------------------
-
-_CONSENT_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Xero (sandbox) - connect {{ app_name }}</title>
-<style>
-  body { font-family: system-ui, sans-serif; max-width: 34rem; margin: 2rem auto; padding: 0 1rem; }
-  fieldset { border: 1px solid #ccd; border-radius: .4rem; margin: 1rem 0; padding: .75rem 1rem; }
-  label { display: inline-block; margin: .25rem 0; }
-  input[type=email], input[type=password] { display: block; width: 100%; padding: .4rem; }
-  .error { color: #a00; font-weight: 600; }
-  button { padding: .5rem 1rem; margin-right: .5rem; }
-</style>
-</head>
-<body>
-<main>
-  <h1>Connect {{ app_name }} to Xero</h1>
-  <p>This is the ledgerlink Xero simulator. {{ app_name }} is asking to:</p>
-  <ul>{% for line in scope_lines %}<li>{{ line }}</li>{% endfor %}</ul>
-  {% if error %}<p class="error" role="alert" data-testid="consent-error">{{ error }}</p>{% endif %}
-  <form method="post" action="{{ action }}">
-    {% for name, value in hidden %}<input type="hidden" name="{{ name }}" value="{{ value }}">{% endfor %}
-    <fieldset>
-      <legend>Sign in</legend>
-      <label for="consent-username">Email address</label>
-      <input id="consent-username" name="username" type="email" autocomplete="username" required
-             value="{{ username }}" data-testid="consent-username">
-      <label for="consent-password">Password</label>
-      <input id="consent-password" name="password" type="password" autocomplete="current-password" required
-             data-testid="consent-password">
-    </fieldset>
-    <fieldset>
-      <legend>{% if single %}Choose the organisation to connect{% else %}Organisations to connect{% endif %}</legend>
-      {% for org in organisations %}
-      <div>
-        <input type="checkbox" id="consent-org-{{ loop.index }}" name="organisation" value="{{ org.id }}"
-               data-testid="consent-organisation" data-organisation-name="{{ org.name }}"
-               {% if org.checked %}checked{% endif %}>
-        <label for="consent-org-{{ loop.index }}">{{ org.name }}</label>
-      </div>
-      {% endfor %}
-    </fieldset>
-    <button type="submit" name="action" value="allow" data-testid="consent-submit">Allow access</button>
-    <button type="submit" name="action" value="cancel" formnovalidate data-testid="consent-cancel">Cancel</button>
-  </form>
-</main>
-</body>
-</html>
-"""
-
-_ERROR_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Xero (sandbox) - error</title></head>
-<body><main><h1>Sorry, something went wrong</h1>
-<p role="alert" data-testid="authorize-error"><strong>{{ error }}</strong>: {{ description }}</p>
-</main></body></html>
-"""
 
 _AUTHORIZE_PARAMS = ("response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge",
                      "code_challenge_method", "nonce", "acr_values", "prompt")
@@ -435,11 +377,7 @@ class XeroSimulator(LedgerSimulator):
 
     def org(self, name_or_id: str) -> XeroOrganisation:
         """An organisation by tenant id or (case-insensitive) name."""
-        wanted = name_or_id.strip().lower()
-        for org in self.orgs.values():
-            if wanted in {org.tenant_id, org.name.lower()}:
-                return org
-        raise ValueError(f"no organisation {name_or_id!r}; have {[o.name for o in self.orgs.values()]}")
+        return find_named(self.orgs.values(), name_or_id, lambda o: {o.tenant_id, o.name.lower()}, "organisation")
 
     # -- consent, connections and tokens ---------------------------------------------------------
 
@@ -510,7 +448,7 @@ class XeroSimulator(LedgerSimulator):
             body["id_token"] = self._id_token(grant, user)
         body |= {
             "access_token": issued.access.token,
-            "expires_in": int((issued.access.expires_at - issued.access.issued_at).total_seconds()),
+            "expires_in": issued.access.expires_in,
             "token_type": "Bearer",
         }
         if issued.refresh_token:
@@ -594,22 +532,14 @@ class XeroSimulator(LedgerSimulator):
     # -- identity: authorize ---------------------------------------------------------------------
 
     def _authorize(self) -> Response:
-        params = {name: request.values.get(name) for name in _AUTHORIZE_PARAMS}
-        app = self.apps.get(params["client_id"])
-        if app is None:
-            return self._authorize_error_page("unauthorized_client", "Unknown client or client not enabled")
-        redirect_uri = params["redirect_uri"]
-        if not app.accepts_redirect(redirect_uri):
-            return self._authorize_error_page("invalid_request", "Invalid redirect_uri")
-        assert redirect_uri is not None
-
-        def back_with_error(error: str, description: str | None = None) -> Response:
-            query = {"error": error, **({"error_description": description} if description else {}),
-                     **({"state": params["state"]} if params["state"] is not None else {})}
-            return self._redirect(redirect_uri, query)
-
-        if params["response_type"] != "code":
-            return back_with_error("unsupported_response_type")
+        authorize = read_authorize_request(
+            self.apps, _AUTHORIZE_PARAMS, "Xero",
+            unknown_client=("unauthorized_client", "Unknown client or client not enabled"),
+            bad_redirect=("invalid_request", "Invalid redirect_uri"))
+        if isinstance(authorize, Response):
+            return authorize
+        params, app, redirect_uri = authorize.params, authorize.app, authorize.redirect_uri
+        back_with_error = authorize.back_with_error
         scopes = tuple((params["scope"] or "").split())
         unknown = sorted(set(scopes) - _KNOWN_SCOPES)
         if not scopes or unknown:
@@ -637,7 +567,7 @@ class XeroSimulator(LedgerSimulator):
             query = {"code": code, "scope": " ".join(scopes),
                      **({"state": params["state"]} if params["state"] is not None else {}),
                      "session_state": secrets.token_urlsafe(16)}
-            return self._redirect(redirect_uri, query)
+            return redirect_to(redirect_uri, query)
 
         tenants = list(self.orgs.values())
         if request.method == "GET":
@@ -647,9 +577,9 @@ class XeroSimulator(LedgerSimulator):
                 chosen = tenants[:1] if single_org else tenants
                 return grant_code(DEFAULT_USER, [t.tenant_id for t in chosen])
             return self._consent_page(app, params, scopes, single_org)
-        if request.form.get("action") == "cancel":
+        if consent_cancelled():
             return back_with_error("access_denied")
-        user = self.users.authenticate(request.form.get("username"), request.form.get("password"))
+        user = posted_user(self.users)
         if user is None:
             return self._consent_page(app, params, scopes, single_org, "Your email or password is incorrect.")
         known = {t.tenant_id for t in tenants}
@@ -660,48 +590,30 @@ class XeroSimulator(LedgerSimulator):
             return self._consent_page(app, params, scopes, single_org, "Choose only one organisation.")
         return grant_code(user, chosen_ids)
 
-    @staticmethod
-    def _redirect(redirect_uri: str, query: dict[str, str]) -> Response:
-        separator = "&" if "?" in redirect_uri else "?"
-        return Response(status=302, headers={"Location": f"{redirect_uri}{separator}{urlencode(query)}"})
-
-    def _consent_page(self, app: RegisteredApp, params: dict[str, str | None], scopes: tuple[str, ...],
+    def _consent_page(self, app: RegisteredApp, params: Mapping[str, str | None], scopes: tuple[str, ...],
                       single: bool, error: str | None = None) -> Response:
-        chosen = set(request.form.getlist("organisation")) if request.method == "POST" else set()
-        html = render_template_string(
-            _CONSENT_PAGE,
-            app_name=app.name,
+        chosen = posted_organisations()
+        return consent_page(
+            brand="Xero", app_name=app.name, action=request.path, hidden=params, error=error,
             scope_lines=[_SCOPE_DESCRIPTIONS.get(s, f"Use {s}") for s in scopes],
-            error=error,
-            action=request.path,
-            hidden=[(name, value) for name, value in params.items() if value is not None],
-            username=request.form.get("username", "") if request.method == "POST" else "",
-            organisations=[{"id": o.tenant_id, "name": o.name, "checked": o.tenant_id in chosen}
-                           for o in self.orgs.values()],
-            single=single,
+            username=posted_username(),
+            organisations=[OrganisationChoice(o.tenant_id, o.name, o.tenant_id in chosen) for o in self.orgs.values()],
+            organisation_legend="Choose the organisation to connect" if single else "Organisations to connect",
+            # Checkboxes even for a single-organisation connection (bulk_connect:false), as Xero's
+            # page does; choosing more than one is refused when the form is posted.
+            multiple=True,
         )
-        return Response(html, status=200 if error is None else 400, content_type="text/html; charset=utf-8")
-
-    @staticmethod
-    def _authorize_error_page(error: str, description: str) -> Response:
-        html = render_template_string(_ERROR_PAGE, error=error, description=description)
-        return Response(html, status=400, content_type="text/html; charset=utf-8")
 
     # -- identity: token, revocation, connections ------------------------------------------------
 
     def _token(self) -> Response:
-        no_store = {"Cache-Control": "no-store", "Pragma": "no-cache"}
         credentials = client_credentials_from_request()
         try:
             with self.lock:
                 app = self.apps.authenticate(credentials.client_id, credentials.client_secret)
                 grant_type = request.form.get("grant_type")
                 if grant_type == "authorization_code":
-                    consent = self.codes.redeem(
-                        request.form.get("code"), client_id=app.client_id,
-                        redirect_uri=request.form.get("redirect_uri"),
-                        code_verifier=request.form.get("code_verifier"),
-                    )
+                    consent = self.redeem_posted_code(app.client_id)
                     if app.client_secret is None and consent.code_challenge is None:
                         raise OAuthError("invalid_grant", "public clients must use PKCE")
                     issued = self._start_grant(consent)
@@ -712,10 +624,8 @@ class XeroSimulator(LedgerSimulator):
                     raise OAuthError("unsupported_grant_type")
                 body = self._token_response(issued)
         except OAuthError as error:
-            # Xero's body is the bare error code; the reason travels in a sandbox-only header.
-            reason = {"X-Sandbox-Reason": error.description} if error.description else {}
-            return json_response(error.body(with_description=False), error.status, no_store | reason)
-        return json_response(body, 200, no_store)
+            return token_endpoint_error(error)
+        return json_response(body, 200, NO_STORE_HEADERS)
 
     def _revocation(self) -> Response:
         credentials = client_credentials_from_request()
@@ -723,8 +633,8 @@ class XeroSimulator(LedgerSimulator):
             with self.lock:
                 app = self.apps.authenticate(credentials.client_id, credentials.client_secret)
                 grant = self.tokens.grant_for_refresh_token(request.form.get("token", ""))
-                if grant is not None and grant.client_id == app.client_id:
-                    self.tokens.revoke_grant(grant.grant_id, "revoked by the app")
+                if self.revoke_app_grant(grant, app.client_id):
+                    assert grant is not None
                     for connection in [c for c in self.connections.values()
                                        if c.user_id == grant.user_id and c.client_id == app.client_id]:
                         del self.connections[connection.id]
@@ -734,8 +644,7 @@ class XeroSimulator(LedgerSimulator):
 
     def _bearer(self) -> AccessTokenRecord | Response:
         try:
-            with self.lock:
-                return self.tokens.authenticate(request.headers.get("Authorization"))
+            return self.bearer_access()
         except AccessTokenExpired as expired:
             assert expired.record is not None
             at = expired.record.expires_at.strftime("%m/%d/%Y %H:%M:%S")
@@ -796,22 +705,22 @@ class XeroSimulator(LedgerSimulator):
             return _problem(403, "Forbidden", "AuthenticationUnsuccessful")
 
         segments = [s for s in subpath.split("/") if s]
-        matched = next(((r, p) for r in routes if (p := r.match(request.method, segments)) is not None), None)
+        matched = find_route(routes, request.method, segments)
         if self.settings.enforce_scopes and matched is not None:
             readers, writers = _SCOPE_GROUPS[matched[0].scope_group]
             if not set(access.scope) & (writers if matched[0].writes else readers):
                 return _problem(401, "Unauthorized", "AuthorizationUnsuccessful")
 
         # Concurrency first: a request refused for being one too many is not counted per minute.
-        gate_key = (access.client_id, tenant_id)
         limited = self.settings.rate_limits_enabled
-        if limited and not self.concurrency.try_enter(gate_key, self.settings.concurrent_limit):
-            remaining = self.rate_limiter.remaining(self._rate_checks(access.client_id, tenant_id))
-            return _problem(429, "Too Many Requests", "You've exceeded the concurrent request limit",
-                            {"Retry-After": "1", "X-Rate-Limit-Problem": "concurrent",
-                             **self._limit_headers(remaining)})
-        try:
-            checks = self._rate_checks(access.client_id, tenant_id)
+        checks = self._rate_checks(access.client_id, tenant_id)
+        with self.concurrency_slot((access.client_id, tenant_id), self.settings.concurrent_limit,
+                                   enabled=limited) as admitted:
+            if not admitted:
+                remaining = self.rate_limiter.remaining(checks)
+                return _problem(429, "Too Many Requests", "You've exceeded the concurrent request limit",
+                                {"Retry-After": "1", "X-Rate-Limit-Problem": "concurrent",
+                                 **self._limit_headers(remaining)})
             if limited:
                 decision = self.rate_limiter.acquire(checks)
                 headers = self._limit_headers(dict(decision.remaining))
@@ -822,25 +731,22 @@ class XeroSimulator(LedgerSimulator):
                                      "X-Rate-Limit-Problem": decision.problem or "minute", **headers})
             else:
                 headers = self._limit_headers(self.rate_limiter.remaining(checks))
-            if self.settings.latency_seconds:
-                time.sleep(self.settings.latency_seconds)  # "in flight", outside the state lock
-            if matched is None:
-                response = self._unrouted(segments, routes)
-            else:
+
+            def handle() -> Response:
+                if matched is None:
+                    return self._unrouted(segments, routes)
                 route, params = matched
-                with self.lock:
-                    response = self._dispatch(route, ApiCall(org, access, app, params,
-                                                             request.headers.get("Idempotency-Key")))
-        finally:
-            if limited:
-                self.concurrency.leave(gate_key)
+                call = ApiCall(org, access, app, params, request.headers.get("Idempotency-Key"))
+                return self._dispatch(route, call)
+
+            response = self.run_in_flight(handle)
         for name, value in headers.items():
             response.headers[name] = value
         return response
 
     @staticmethod
     def _unrouted(segments: list[str], routes: list[ApiRoute]) -> Response:
-        if any(r.match(m, segments) is not None for r in routes for m in ("GET", "PUT", "POST", "PATCH")):
+        if path_is_routed(routes, segments):
             return Response(f"The requested resource does not support http method '{request.method}'.",
                             status=405, content_type="text/plain; charset=utf-8")
         return _not_found()
@@ -857,18 +763,11 @@ class XeroSimulator(LedgerSimulator):
         query = "&".join(sorted(f"{k.lower()}={v}" for k, v in request.args.items(multi=True)))
         fingerprint = IdempotencyStore.fingerprint(request.method, f"{request.path}?{query}", request.get_data())
         try:
-            stored = self.idempotency.lookup(scope, key, fingerprint)
+            return self.replay_or_run(scope, key, fingerprint, self.settings.idempotency_window_seconds,
+                                      lambda: route.handler(call))
         except IdempotencyKeyReused:
             return _problem(400, "Bad Request", f"The Idempotency-Key '{key}' has already been used with a "
                                                 f"different request.")
-        if stored is not None:
-            replay = stored.to_response()
-            replay.headers["X-Sandbox-Idempotent-Replay"] = "true"
-            return replay
-        response = route.handler(call)
-        if response.status_code < 500:
-            self.idempotency.store(scope, key, fingerprint, response, self.settings.idempotency_window_seconds)
-        return response
 
     # -- API helpers -----------------------------------------------------------------------------
 

@@ -25,11 +25,12 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from sandbox.simulators.harness import truncate_to_millis
+from sandbox.simulators.ledger_values import assume_utc, money, parse_iso_timestamp, to_decimal
 from sandbox.simulators.seed import (
     INCOME_KINDS,
     AccountKind,
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 
 Record = dict[str, Any]
 
-MONEY = Decimal("0.01")
 BASE_CURRENCY = "GBP"
 
 
@@ -63,10 +63,6 @@ def ms_date(value: date | datetime, *, offset: bool = True) -> str:
     """Xero's MS-JSON date: ``/Date(1552262400000+0000)/`` (envelopes omit the offset)."""
     moment = value if isinstance(value, datetime) else datetime.combine(value, time(), tzinfo=UTC)
     return f"/Date({_millis(moment.astimezone(UTC))}{'+0000' if offset else ''})/"
-
-
-def money(value: Decimal) -> Decimal:
-    return value.quantize(MONEY, rounding=ROUND_HALF_UP)
 
 
 def to_wire(value: Any) -> Any:
@@ -108,22 +104,9 @@ def parse_timestamp(value: str) -> datetime:
     if match:
         return _EPOCH + timedelta(milliseconds=int(match["ms"]))
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_iso_timestamp(text)
     except ValueError:
-        moment = parsedate_to_datetime(text)  # raises ValueError/TypeError on junk
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def to_decimal(value: Any) -> Decimal:
-    if isinstance(value, bool) or value is None or value == "":
-        raise ValueError(value)
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation as error:
-        raise ValueError(value) from error
-    if not number.is_finite():
-        raise ValueError(value)
-    return number
+        return assume_utc(parsedate_to_datetime(text))  # raises ValueError/TypeError on junk
 
 
 def _date_text(value: date) -> str:
@@ -905,6 +888,11 @@ class BuiltLines:
     def total(self) -> Decimal:
         return self.sub_total + self.total_tax
 
+    def document_fields(self, amount_types: str) -> Record:
+        """The lines and totals as a document carries them."""
+        return {"LineAmountTypes": amount_types, "LineItems": self.lines, "SubTotal": self.sub_total,
+                "TotalTax": self.total_tax, "Total": self.total}
+
 
 def build_line_items(  # noqa: PLR0915 - one pass over Xero's line rules, kept together on purpose
     ctx: WriteContext,
@@ -1045,6 +1033,45 @@ def _url(raw: Any, errors: list[str]) -> str | None:
     return str(url) if url else None
 
 
+def _new_outcome(kind: str, collection: str, raw: Any) -> ElementOutcome:
+    """The outcome of one element of a write; an element that is not an object has already failed."""
+    outcome = ElementOutcome(kind, echo_element(raw))
+    if not isinstance(raw, dict):
+        outcome.errors.append(f"Each {collection} element must be an object.")
+    return outcome
+
+
+def _stored_target(ctx: WriteContext, raw: Record, store: dict[str, Record], kind: str, errors: list[str], *,
+                   described: str) -> Record | None:
+    """The stored record an element names by ``{kind}ID``, if any.
+
+    PUT (``create``) may not name one that exists and POST (``upsert``) may not name one that does
+    not; an element without the id creates a new record either way.
+    """
+    record_id = _field(raw, f"{kind}ID")
+    if not record_id:
+        return None
+    existing = store.get(str(record_id).lower())
+    if ctx.mode == "create" and existing is not None:
+        errors.append(f"{described} with this {kind}ID already exists; use POST to update it.")
+    elif ctx.mode == "upsert" and existing is None:
+        errors.append(f"An existing {kind} with the specified {kind}ID could not be found.")
+    return existing
+
+
+def _updated_element(existing: Record, updatable: frozenset[str], raw: Record) -> Record:
+    """An update is the stored record's updatable fields overlaid with what was sent."""
+    return {**{k: v for k, v in existing.items() if k in updatable}, **raw}
+
+
+def _account_summary(account: Record) -> Record:
+    return {"AccountID": account["AccountID"], "Code": account["Code"], "Name": account["Name"]}
+
+
+def _user_summary(user: Record) -> Record:
+    return {k: user[k] for k in ("UserID", "EmailAddress", "FirstName", "LastName")}
+
+
 # --------------------------------------------------------------------------------------------
 # Invoices
 # --------------------------------------------------------------------------------------------
@@ -1057,6 +1084,8 @@ _INVOICE_TRANSITIONS = {
     "SUBMITTED": {"DRAFT", "SUBMITTED", "AUTHORISED", "DELETED"},
     "AUTHORISED": {"AUTHORISED", "VOIDED"},
 }
+_INVOICE_UPDATABLE = frozenset({"Type", "Contact", "Date", "DueDate", "LineAmountTypes", "InvoiceNumber",
+                                "Reference", "Url", "CurrencyCode", "Status", "LineItems"})
 
 
 def _accrec_number_taken(ctx: WriteContext, number: str, own_id: str | None) -> bool:
@@ -1071,21 +1100,13 @@ def _accrec_number_taken(ctx: WriteContext, number: str, own_id: str | None) -> 
 
 
 def prepare_invoice(ctx: WriteContext, raw: Any) -> ElementOutcome:  # noqa: PLR0915
-    outcome = ElementOutcome("Invoice", echo_element(raw))
+    outcome = _new_outcome("Invoice", "Invoices", raw)
     errors = outcome.errors
-    if not isinstance(raw, dict):
-        errors.append("Each Invoices element must be an object.")
+    if errors:
         return outcome
-    existing: Record | None = None
-    invoice_id = _field(raw, "InvoiceID")
-    if invoice_id:
-        existing = ctx.org.invoices.get(str(invoice_id).lower())
-        if ctx.mode == "create" and existing is not None:
-            errors.append("An invoice with this InvoiceID already exists; use POST to update it.")
-            return outcome
-        if ctx.mode == "upsert" and existing is None:
-            errors.append("An existing Invoice with the specified InvoiceID could not be found.")
-            return outcome
+    existing = _stored_target(ctx, raw, ctx.org.invoices, "Invoice", errors, described="An invoice")
+    if errors:
+        return outcome
     if existing is not None:
         outcome.action = "update"
         if existing["Status"] not in _INVOICE_TRANSITIONS or existing["AmountPaid"] > 0:
@@ -1093,10 +1114,7 @@ def prepare_invoice(ctx: WriteContext, raw: Any) -> ElementOutcome:  # noqa: PLR
                           if existing["AmountPaid"] > 0 else
                           f"Invoice not of valid status for modification (it is {existing['Status']}).")
             return outcome
-        # An update is the stored invoice overlaid with what was sent.
-        raw = {**{k: v for k, v in existing.items() if k in {
-            "Type", "Contact", "Date", "DueDate", "LineAmountTypes", "InvoiceNumber", "Reference", "Url",
-            "CurrencyCode", "Status", "LineItems"}}, **raw}
+        raw = _updated_element(existing, _INVOICE_UPDATABLE, raw)
 
     invoice_type = str(_field(raw, "Type") or "").upper()
     if invoice_type not in _INVOICE_TYPES:
@@ -1155,11 +1173,7 @@ def prepare_invoice(ctx: WriteContext, raw: Any) -> ElementOutcome:  # noqa: PLR
             "Date": invoice_date,
             "DueDate": due_date,
             "Status": status,
-            "LineAmountTypes": amount_types,
-            "LineItems": lines.lines,
-            "SubTotal": lines.sub_total,
-            "TotalTax": lines.total_tax,
-            "Total": lines.total,
+            **lines.document_fields(amount_types),
             "TotalDiscount": None,
             "AmountDue": lines.total - amount_paid,
             "AmountPaid": amount_paid,
@@ -1213,10 +1227,9 @@ def invoice_view(invoice: Record, *, summary_only: bool = False) -> Record:
 
 
 def prepare_payment(ctx: WriteContext, raw: Any) -> ElementOutcome:
-    outcome = ElementOutcome("Payment", echo_element(raw))
+    outcome = _new_outcome("Payment", "Payments", raw)
     errors = outcome.errors
-    if not isinstance(raw, dict):
-        errors.append("Each Payments element must be an object.")
+    if errors:
         return outcome
     if any(_field(raw, key) for key in ("CreditNote", "Prepayment", "Overpayment")):
         errors.append("The sandbox only applies payments to invoices and bills.")
@@ -1273,7 +1286,7 @@ def prepare_payment(ctx: WriteContext, raw: Any) -> ElementOutcome:
             "UpdatedDateUTC": now,
             "Invoice": {"InvoiceID": invoice["InvoiceID"], "InvoiceNumber": invoice.get("InvoiceNumber"),
                         "Type": invoice["Type"], "Contact": invoice["Contact"]},
-            "Account": {"AccountID": account["AccountID"], "Code": account["Code"], "Name": account["Name"]},
+            "Account": _account_summary(account),
             "HasAccount": True,
             "HasValidationErrors": False,
         }
@@ -1298,30 +1311,25 @@ def prepare_payment(ctx: WriteContext, raw: Any) -> ElementOutcome:
 # --------------------------------------------------------------------------------------------
 
 
+_BANK_TRANSACTION_UPDATABLE = frozenset({"Type", "Contact", "BankAccount", "Date", "Reference", "LineAmountTypes",
+                                         "LineItems", "Url", "IsReconciled", "Status", "CurrencyCode"})
+
+
 def prepare_bank_transaction(ctx: WriteContext, raw: Any) -> ElementOutcome:
-    outcome = ElementOutcome("BankTransaction", echo_element(raw))
+    outcome = _new_outcome("BankTransaction", "BankTransactions", raw)
     errors = outcome.errors
-    if not isinstance(raw, dict):
-        errors.append("Each BankTransactions element must be an object.")
+    if errors:
         return outcome
-    existing: Record | None = None
-    transaction_id = _field(raw, "BankTransactionID")
-    if transaction_id:
-        existing = ctx.org.bank_transactions.get(str(transaction_id).lower())
-        if ctx.mode == "create" and existing is not None:
-            errors.append("A bank transaction with this BankTransactionID already exists; use POST to update it.")
-            return outcome
-        if ctx.mode == "upsert" and existing is None:
-            errors.append("An existing BankTransaction with the specified BankTransactionID could not be found.")
-            return outcome
+    existing = _stored_target(ctx, raw, ctx.org.bank_transactions, "BankTransaction", errors,
+                              described="A bank transaction")
+    if errors:
+        return outcome
     if existing is not None:
         outcome.action = "update"
         if existing["IsReconciled"] or existing["Status"] != "AUTHORISED":
             errors.append("This bank transaction cannot be edited: it is reconciled, deleted or voided.")
             return outcome
-        raw = {**{k: v for k, v in existing.items() if k in {
-            "Type", "Contact", "BankAccount", "Date", "Reference", "LineAmountTypes", "LineItems", "Url",
-            "IsReconciled", "Status", "CurrencyCode"}}, **raw}
+        raw = _updated_element(existing, _BANK_TRANSACTION_UPDATABLE, raw)
     transaction_type = str(_field(raw, "Type") or "").upper()
     if transaction_type not in {"SPEND", "RECEIVE"}:
         errors.append("BankTransaction Type must be SPEND or RECEIVE.")
@@ -1359,7 +1367,7 @@ def prepare_bank_transaction(ctx: WriteContext, raw: Any) -> ElementOutcome:
             "BankTransactionID": existing["BankTransactionID"] if existing else new_id(),
             "Type": transaction_type,
             "Contact": ctx.org.contact_summary(stored_contact),
-            "BankAccount": {"AccountID": bank["AccountID"], "Code": bank["Code"], "Name": bank["Name"]},
+            "BankAccount": _account_summary(bank),
             "IsReconciled": reconciled,
             "Date": transaction_date,
             "Reference": _field(raw, "Reference"),
@@ -1367,11 +1375,7 @@ def prepare_bank_transaction(ctx: WriteContext, raw: Any) -> ElementOutcome:
             "CurrencyRate": Decimal("1.000000"),
             "Url": url,
             "Status": status,
-            "LineAmountTypes": amount_types,
-            "LineItems": lines.lines,
-            "SubTotal": lines.sub_total,
-            "TotalTax": lines.total_tax,
-            "Total": lines.total,
+            **lines.document_fields(amount_types),
             "UpdatedDateUTC": now,
             "HasAttachments": bool(ctx.org.attachments.get(existing["BankTransactionID"])) if existing else False,
         }
@@ -1396,10 +1400,9 @@ def _user(ctx: WriteContext, raw: Any, errors: list[str]) -> Record | None:
 
 
 def prepare_receipt(ctx: WriteContext, raw: Any) -> ElementOutcome:
-    outcome = ElementOutcome("Receipt", echo_element(raw))
+    outcome = _new_outcome("Receipt", "Receipts", raw)
     errors = outcome.errors
-    if not isinstance(raw, dict):
-        errors.append("Each Receipts element must be an object.")
+    if errors:
         return outcome
     if _field(raw, "ReceiptID"):
         errors.append("The sandbox creates receipts only; updating a receipt is not supported.")
@@ -1427,15 +1430,11 @@ def prepare_receipt(ctx: WriteContext, raw: Any) -> ElementOutcome:
             "ReceiptID": new_id(),
             "ReceiptNumber": str(number),
             "Status": status,
-            "User": {k: user[k] for k in ("UserID", "EmailAddress", "FirstName", "LastName")},
+            "User": _user_summary(user),
             "Contact": ctx.org.contact_summary(stored_contact),
             "Date": receipt_date,
             "Reference": _field(raw, "Reference"),
-            "LineAmountTypes": amount_types,
-            "LineItems": lines.lines,
-            "SubTotal": lines.sub_total,
-            "TotalTax": lines.total_tax,
-            "Total": lines.total,
+            **lines.document_fields(amount_types),
             "Url": url,
             "HasAttachments": False,
             "UpdatedDateUTC": now,
@@ -1448,10 +1447,9 @@ def prepare_receipt(ctx: WriteContext, raw: Any) -> ElementOutcome:
 
 
 def prepare_expense_claim(ctx: WriteContext, raw: Any) -> ElementOutcome:
-    outcome = ElementOutcome("ExpenseClaim", echo_element(raw))
+    outcome = _new_outcome("ExpenseClaim", "ExpenseClaims", raw)
     errors = outcome.errors
-    if not isinstance(raw, dict):
-        errors.append("Each ExpenseClaims element must be an object.")
+    if errors:
         return outcome
     user = _user(ctx, raw, errors)
     _status(raw, ("SUBMITTED",), "SUBMITTED", errors, "ExpenseClaim")
@@ -1484,7 +1482,7 @@ def prepare_expense_claim(ctx: WriteContext, raw: Any) -> ElementOutcome:
         record: Record = {
             "ExpenseClaimID": new_id(),
             "Status": "SUBMITTED",
-            "User": {k: user[k] for k in ("UserID", "EmailAddress", "FirstName", "LastName")},
+            "User": _user_summary(user),
             "Receipts": [{"ReceiptID": r["ReceiptID"], "ReceiptNumber": r["ReceiptNumber"], "Status": r["Status"],
                           "Total": r["Total"], "Date": r["Date"]} for r in receipts],
             "Payments": [],
@@ -1513,10 +1511,9 @@ _CONTACT_WRITABLE = (
 
 
 def prepare_contact(ctx: WriteContext, raw: Any) -> ElementOutcome:
-    outcome = ElementOutcome("Contact", echo_element(raw))
+    outcome = _new_outcome("Contact", "Contacts", raw)
     errors = outcome.errors
-    if not isinstance(raw, dict):
-        errors.append("Each Contacts element must be an object.")
+    if errors:
         return outcome
     existing: Record | None = None
     contact_id = _field(raw, "ContactID")

@@ -130,5 +130,6 @@ def test_the_openapi_document_covers_every_route(local: dict[str, str]):
 
     document = httpx.get(local["API"].removesuffix("/v1") + "/v1/openapi.json").json()
     for route in ROUTES:
-        assert route.method.lower() in document["paths"][route.path], route
+        if route.path != "/v1/openapi.json":  # the document does not describe itself
+            assert route.method.lower() in document["paths"][route.path], route
     assert document["paths"]["/v1/oauth/callback"]["get"]["security"] == []

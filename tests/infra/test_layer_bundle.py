@@ -85,6 +85,17 @@ def test_assets_hold_every_handler_and_the_shared_package(unpacked: Unpacked) ->
     assert not list(unpacked.opt.rglob("__pycache__"))
 
 
+def test_the_layer_carries_the_whole_apis_openapi_document(unpacked: Unpacked) -> None:
+    import json
+
+    from infra.api_routes import ROUTES
+
+    document = json.loads((unpacked.opt / "python" / "ledgerlink" / "api" / "openapi.json").read_text())
+    assert {(r.method.lower(), r.path) for r in ROUTES if r.path != "/v1/openapi.json"} == {
+        (method, path) for path, operations in document["paths"].items() for method in operations
+    }
+
+
 def test_the_layer_holds_exactly_the_locked_runtime_closure(unpacked: Unpacked) -> None:
     from infra.constructs.layer import locked_requirements
 

@@ -108,6 +108,7 @@ def test_bundler_without_a_platform_copies_only_the_package(tmp_path: Path) -> N
     assert (tmp_path / "out" / "python" / "ledgerlink" / "__init__.py").is_file()
     assert not (tmp_path / "out" / "python" / "ledgerlink" / "__pycache__").exists()
     assert [path.name for path in (tmp_path / "out" / "python").iterdir()] == ["ledgerlink"]
+    assert (tmp_path / "out" / "python" / "ledgerlink" / "api" / "openapi.json").is_file()
     assert SHARED_PACKAGE_DIR.name == "ledgerlink"
 
 

@@ -9,6 +9,10 @@ import json
 from typing import Any
 
 import pytest
+
+from infra import constants
+from infra.api_routes import GATEWAY_ERRORS, OAUTH_CALLBACK_PATH, ROUTES, FunctionName
+from infra.permissions import actions_for
 from ledgerlink.models.common import ProviderName
 from ledgerlink.settings import (
     ENV_PREFIX,
@@ -18,10 +22,6 @@ from ledgerlink.settings import (
     RefreshSettings,
 )
 from ledgerlink.storage import schema
-
-from infra import constants
-from infra.api_routes import GATEWAY_ERRORS, OAUTH_CALLBACK_PATH, ROUTES, FunctionName
-from infra.permissions import actions_for
 from tests.infra.synthesized import SynthesizedApp
 
 pytestmark = pytest.mark.infra
@@ -411,15 +411,16 @@ def test_one_method_per_route_with_cognito_on_every_non_public_route(synthesized
         assert _arn(synthesized.function_id(route.function)) in integration["Uri"]["Fn::Join"][1]
 
 
-def test_oauth_callback_is_the_only_public_route(synthesized: SynthesizedApp) -> None:
+def test_only_the_oauth_callback_and_the_openapi_document_are_public(synthesized: SynthesizedApp) -> None:
     public = [
         m["Properties"]
         for m in synthesized.of_type("AWS::ApiGateway::Method").values()
         if m["Properties"]["AuthorizationType"] == "NONE"
     ]
     paths = _resource_paths(synthesized)
-    assert [(m["HttpMethod"], paths[m["ResourceId"]["Ref"]]) for m in public] == [
-        ("GET", "/v1/oauth/callback")
+    assert sorted((m["HttpMethod"], paths[m["ResourceId"]["Ref"]]) for m in public) == [
+        ("GET", "/v1/oauth/callback"),
+        ("GET", "/v1/openapi.json"),
     ]
 
 

@@ -114,7 +114,9 @@ class Service:
     def connect_xero(self, business: str = "biz-1", *, organisation_index: int = 0) -> dict[str, Any]:
         return self.connect("xero", business, organisation_index=organisation_index)
 
-    def connect(self, provider: str, business: str = "biz-1", *, organisation_index: int = 0) -> dict[str, Any]:
+    def connect(
+        self, provider: str, business: str = "biz-1", *, organisation_index: int = 0
+    ) -> dict[str, Any]:
         """Connect through the ledger's real sign-in (the OAuth redirect dance, or KashFlow's
         login) and wait for the first import."""
         self.simulator(provider)
@@ -166,11 +168,15 @@ def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
         # Watch what the handlers really call, to hold it against the IAM grants (test_iam_usage).
         session.events.register("before-call", _record_aws_call)
         origins = {provider: f"https://{host}" for provider, host in LEDGER_HOSTS.items()}
-        for name, value in resources.environment(api_url=API_URL, ledger_origins=origins, return_origins=[APP_ORIGIN]).items():
+        for name, value in resources.environment(
+            api_url=API_URL, ledger_origins=origins, return_origins=[APP_ORIGIN]
+        ).items():
             monkeypatch.setenv(name, value)
         clock = SimClock()
         hosts = {host: provider for provider, host in LEDGER_HOSTS.items()}
-        transport = RoutingTransport({}, start=lambda host: service.simulator(hosts[host]).transport() if host in hosts else None)
+        transport = RoutingTransport(
+            {}, start=lambda host: service.simulator(hosts[host]).transport() if host in hosts else None
+        )
         service = Service(session=session, resources=resources, clock=clock, transport=transport)
         transport.add(API_HOST, httpx.WSGITransport(app=LocalGateway(service.host)))
         install_runtime(

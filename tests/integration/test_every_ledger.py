@@ -25,7 +25,9 @@ def _sign_in_again(service: Service, provider: str, route: str, *, other_organis
     if other_organisation and hasattr(simulator, "auto_consent_company"):
         # One consent = one company at QuickBooks and FreeAgent: consent to the other one.
         current = admin.get("/v1/connection").json()["organisation"]["name"]
-        simulator.auto_consent_company = next(key for key, company in simulator.companies.items() if company.name != current)
+        simulator.auto_consent_company = next(
+            key for key, company in simulator.companies.items() if company.name != current
+        )
     started = admin.post(route, json={})
     assert started.status_code == 200, started.text
     landed = service.browser().get(started.json()["authorize_url"], follow_redirects=True)

@@ -193,5 +193,7 @@ def test_a_failing_token_endpoint_marks_the_connection_until_it_recovers(connect
     sqs.send_message(QueueUrl=connected.resources.refresh_queue_url, MessageBody=json.dumps(refresh))
     connected.drain()
     assert api.get("/v1/connection").json()["status"] == "connected"
-    changes = [e["detail"]["status"] for e in connected.events() if e["detail-type"] == "connection.status_changed"]
+    changes = [
+        e["detail"]["status"] for e in connected.events() if e["detail-type"] == "connection.status_changed"
+    ]
     assert changes == ["refresh_failing", "connected"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import sim_helpers
+from sim_helpers import BASIC_AUTH, SimApi, follow_pages, with_settings
 
 from sandbox.simulators.freeagent import FreeAgentSimulator
 from sandbox.simulators.harness import DEFAULT_APP, SimClock
@@ -14,23 +15,19 @@ from sandbox.simulators.harness import DEFAULT_APP, SimClock
 # Any origin works in-process; a made-up one keeps real hosts out of the tests.
 BASE_URL = "http://freeagent.sandbox.test"
 REDIRECT_URI = "http://127.0.0.1:8765/v1/oauth/freeagent/callback"
-BASIC_AUTH = (DEFAULT_APP.client_id, DEFAULT_APP.client_secret or "")
 USER_AGENT = "ledgerlink-tests/1.0"
 PDF = base64.b64encode(b"%PDF-1.4 receipt").decode()
 
 
 def new_simulator(clock: SimClock, **settings: Any) -> FreeAgentSimulator:
-    sim = FreeAgentSimulator(clock, auto_consent=True)
-    if settings:
-        sim.update_settings(**settings)
-    return sim
+    return with_settings(FreeAgentSimulator(clock, auto_consent=True), **settings)
 
 
 def http_client(sim: FreeAgentSimulator, base_url: str = BASE_URL) -> httpx.Client:
     return httpx.Client(transport=sim.transport(), base_url=base_url, headers={"User-Agent": USER_AGENT})
 
 
-class FreeAgentApi:
+class FreeAgentApi(SimApi):
     """The API v2 with the bearer token filled in; ``url(path)`` builds ids the way the API does."""
 
     def __init__(self, http: httpx.Client, access_token: str) -> None:
@@ -46,23 +43,10 @@ class FreeAgentApi:
         merged = {"Authorization": f"Bearer {self.access_token}", "Accept": "application/json", **(headers or {})}
         return self.http.request(method, target, headers=merged, **kwargs)
 
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", path, **kwargs)
-
     def all_pages(self, path: str, key: str, **params: Any) -> list[dict[str, Any]]:
         """Follow ``Link: rel="next"`` to the end, as a client must."""
-        rows: list[dict[str, Any]] = []
-        response = self.get(path, params=params)
-        while True:
-            assert response.status_code == 200, response.text
-            rows += response.json()[key]
-            following = response.links.get("next")
-            if following is None:
-                return rows
-            response = self.get(following["url"])
+        return follow_pages(self.get(path, params=params), self.get, rows=lambda page: page.json()[key],
+                            next_url=lambda page: page.links.get("next", {}).get("url"))
 
 
 def approve_url(*, state: str = "st-1", redirect_uri: str = REDIRECT_URI, client_id: str = DEFAULT_APP.client_id,
@@ -72,21 +56,16 @@ def approve_url(*, state: str = "st-1", redirect_uri: str = REDIRECT_URI, client
 
 
 def redirect_query(response: httpx.Response) -> dict[str, str]:
-    assert response.status_code == 302, response.text
-    location = response.headers["Location"]
-    assert location.startswith(REDIRECT_URI)
-    return {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
+    return sim_helpers.redirect_query(response, REDIRECT_URI)
 
 
 def exchange_code(http: httpx.Client, code: str, *, redirect_uri: str = REDIRECT_URI,
                   auth: tuple[str, str] | None = BASIC_AUTH) -> httpx.Response:
-    return http.post("/v2/token_endpoint", auth=auth,
-                     data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri})
+    return sim_helpers.exchange_code(http, "/v2/token_endpoint", code, redirect_uri=redirect_uri, auth=auth)
 
 
 def refresh(http: httpx.Client, refresh_token: str) -> httpx.Response:
-    return http.post("/v2/token_endpoint", auth=BASIC_AUTH,
-                     data={"grant_type": "refresh_token", "refresh_token": refresh_token})
+    return sim_helpers.refresh(http, "/v2/token_endpoint", refresh_token)
 
 
 def connect(http: httpx.Client) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from sim_helpers import SimApi, follow_pages, with_settings
 
 from sandbox.simulators.harness import SimClock
 from sandbox.simulators.kashflow import SEEDED_MEMORABLE_WORD, SEEDED_PASSWORD, KashFlowSimulator
@@ -13,10 +14,7 @@ BASE_URL = "http://kashflow.sandbox.test"
 
 
 def new_simulator(clock: SimClock, **settings: Any) -> KashFlowSimulator:
-    sim = KashFlowSimulator(clock)
-    if settings:
-        sim.update_settings(**settings)
-    return sim
+    return with_settings(KashFlowSimulator(clock), **settings)
 
 
 def start_login(http: httpx.Client, username: str = "demo", password: str = SEEDED_PASSWORD) -> httpx.Response:
@@ -38,7 +36,7 @@ def login(http: httpx.Client, username: str = "demo") -> str:
     return str(finished.json()["SessionToken"])
 
 
-class KashFlowApi:
+class KashFlowApi(SimApi):
     """REST v2 with ``Authorization: KfToken`` filled in."""
 
     def __init__(self, http: httpx.Client, session_token: str) -> None:
@@ -50,23 +48,10 @@ class KashFlowApi:
         headers = {"Authorization": f"KfToken {self.session_token}", **kwargs.pop("headers", {})}
         return self.http.request(method, target, headers=headers, **kwargs)
 
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", path, **kwargs)
-
     def all_pages(self, path: str, **params: Any) -> list[dict[str, Any]]:
         """Follow ``MetaData.NextPageUrl`` until it is null, as a client must."""
-        rows: list[dict[str, Any]] = []
-        response = self.get(path, params=params)
-        while True:
-            assert response.status_code == 200, response.text
-            body = response.json()
-            rows += body["Data"]
-            if body["MetaData"]["NextPageUrl"] is None:
-                return rows
-            response = self.get(body["MetaData"]["NextPageUrl"])
+        return follow_pages(self.get(path, params=params), self.get, rows=lambda page: page.json()["Data"],
+                            next_url=lambda page: page.json()["MetaData"]["NextPageUrl"])
 
 
 def purchase(supplier_code: str, **overrides: Any) -> dict[str, Any]:

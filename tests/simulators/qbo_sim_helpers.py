@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import sim_helpers
+from sim_helpers import BASIC_AUTH, SimApi
 
 from sandbox.simulators.harness import DEFAULT_APP
 from sandbox.simulators.quickbooks import ACCOUNTING_SCOPE, QuickBooksSimulator
@@ -13,10 +14,9 @@ from sandbox.simulators.quickbooks import ACCOUNTING_SCOPE, QuickBooksSimulator
 # Any origin works in-process; a made-up one keeps real hosts out of the tests.
 QBO_URL = "http://quickbooks.sandbox.test"
 REDIRECT_URI = "http://127.0.0.1:8765/v1/oauth/quickbooks/callback"
-BASIC_AUTH = (DEFAULT_APP.client_id, DEFAULT_APP.client_secret or "")
 
 
-class QboApi:
+class QboApi(SimApi):
     """A thin Accounting API client: bearer token, realm in the path, ``minorversion=75``."""
 
     def __init__(self, http: httpx.Client, access_token: str, realm_id: str) -> None:
@@ -31,12 +31,6 @@ class QboApi:
                        **(headers or {})}
         return self.http.request(method, f"/v3/company/{self.realm_id}/{path.lstrip('/')}", params=query,
                                  headers=all_headers, **kwargs)
-
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", path, **kwargs)
 
     def query(self, statement: str) -> httpx.Response:
         return self.get("query", params={"query": statement})
@@ -55,21 +49,16 @@ def authorize_path(*, state: str = "st-1", scope: str = ACCOUNTING_SCOPE, redire
 
 
 def callback_query(response: httpx.Response) -> dict[str, str]:
-    assert response.status_code == 302, response.text
-    location = response.headers["Location"]
-    assert location.startswith(REDIRECT_URI)
-    return {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
+    return sim_helpers.redirect_query(response, REDIRECT_URI)
 
 
 def exchange(http: httpx.Client, code: str, *, redirect_uri: str = REDIRECT_URI,
              auth: tuple[str, str] | None = BASIC_AUTH) -> httpx.Response:
-    return http.post("/oauth2/v1/tokens/bearer", auth=auth,
-                     data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri})
+    return sim_helpers.exchange_code(http, "/oauth2/v1/tokens/bearer", code, redirect_uri=redirect_uri, auth=auth)
 
 
 def refresh(http: httpx.Client, refresh_token: str) -> httpx.Response:
-    return http.post("/oauth2/v1/tokens/bearer", auth=BASIC_AUTH,
-                     data={"grant_type": "refresh_token", "refresh_token": refresh_token})
+    return sim_helpers.refresh(http, "/oauth2/v1/tokens/bearer", refresh_token)
 
 
 def active_vendor_id(sim: QuickBooksSimulator, realm_id: str) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import sim_helpers
+from sim_helpers import SimApi, follow_pages
 
 from sandbox.simulators.harness import DEFAULT_APP
 from sandbox.simulators.sage import SageSimulator
@@ -15,7 +16,7 @@ REDIRECT_URI = "http://127.0.0.1:8765/v1/oauth/sage/callback"
 CLIENT = {"client_id": DEFAULT_APP.client_id, "client_secret": DEFAULT_APP.client_secret or ""}
 
 
-class SageApi:
+class SageApi(SimApi):
     """A thin v3.1 client: bearer token and (optionally) the X-Business header."""
 
     def __init__(self, http: httpx.Client, access_token: str, business_id: str | None = None) -> None:
@@ -28,26 +29,10 @@ class SageApi:
                    **({"X-Business": self.business_id} if self.business_id else {}), **kwargs.pop("headers", {})}
         return self.http.request(method, f"/v3.1/{path.lstrip('/')}", headers=headers, **kwargs)
 
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", path, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("DELETE", path, **kwargs)
-
     def all_pages(self, path: str, **params: Any) -> list[dict[str, Any]]:
         """Follow ``$next`` (a relative URL) until it is null, as a Sage client must."""
-        rows: list[dict[str, Any]] = []
-        response = self.get(path, params=params)
-        while True:
-            assert response.status_code == 200, response.text
-            body = response.json()
-            rows += body["$items"]
-            if body["$next"] is None:
-                return rows
-            response = self.get(body["$next"])
+        return follow_pages(self.get(path, params=params), self.get,
+                            rows=lambda page: page.json()["$items"], next_url=lambda page: page.json()["$next"])
 
 
 def authorize_path(*, state: str = "st-1", scope: str = "full_access", **extra: str) -> str:
@@ -57,10 +42,7 @@ def authorize_path(*, state: str = "st-1", scope: str = "full_access", **extra: 
 
 
 def callback_query(response: httpx.Response) -> dict[str, str]:
-    assert response.status_code == 302, response.text
-    location = response.headers["Location"]
-    assert location.startswith(REDIRECT_URI)
-    return {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
+    return sim_helpers.redirect_query(response, REDIRECT_URI)
 
 
 def exchange(http: httpx.Client, code: str, **extra: str) -> httpx.Response:

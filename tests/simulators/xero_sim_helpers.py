@@ -7,9 +7,10 @@ import hashlib
 import secrets
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import sim_helpers
+from sim_helpers import BASIC_AUTH, SimApi
 
 from sandbox.simulators.harness import DEFAULT_APP
 
@@ -18,12 +19,11 @@ START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 # Any origin works in-process; a made-up one keeps real hosts out of the tests.
 BASE_URL = "http://xero.sandbox.test"
 REDIRECT_URI = "http://127.0.0.1:8765/v1/oauth/xero/callback"
-BASIC_AUTH = (DEFAULT_APP.client_id, DEFAULT_APP.client_secret or "")
 SCOPE = ("openid profile email offline_access accounting.settings accounting.contacts accounting.invoices "
          "accounting.payments accounting.banktransactions accounting.attachments")
 
 
-class XeroApi:
+class XeroApi(SimApi):
     """A thin client for the Accounting API with the bearer token and tenant header filled in."""
 
     def __init__(self, http: httpx.Client, access_token: str, tenant_id: str) -> None:
@@ -39,15 +39,6 @@ class XeroApi:
                 **kwargs: Any) -> httpx.Response:
         url = path if path.startswith("/projects.xro") else f"/api.xro/2.0/{path.lstrip('/')}"
         return self.http.request(method, url, headers=self.headers(**(headers or {})), **kwargs)
-
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", path, **kwargs)
-
-    def put(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("PUT", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", path, **kwargs)
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -66,23 +57,17 @@ def authorize_url(challenge: str | None, *, state: str = "st-123", scope: str = 
 
 
 def redirect_query(response: httpx.Response) -> dict[str, str]:
-    assert response.status_code == 302, response.text
-    location = response.headers["Location"]
-    assert location.startswith(REDIRECT_URI)
-    return {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
+    return sim_helpers.redirect_query(response, REDIRECT_URI)
 
 
 def exchange_code(http: httpx.Client, code: str, verifier: str | None, *,
                   redirect_uri: str = REDIRECT_URI, auth: tuple[str, str] = BASIC_AUTH) -> httpx.Response:
-    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
-    if verifier:
-        form["code_verifier"] = verifier
-    return http.post("/connect/token", data=form, auth=auth)
+    return sim_helpers.exchange_code(http, "/connect/token", code, redirect_uri=redirect_uri, auth=auth,
+                                     verifier=verifier)
 
 
 def refresh(http: httpx.Client, refresh_token: str) -> httpx.Response:
-    return http.post("/connect/token", data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-                     auth=BASIC_AUTH)
+    return sim_helpers.refresh(http, "/connect/token", refresh_token)
 
 
 def bill(contact_id: str, **overrides: Any) -> dict[str, Any]:

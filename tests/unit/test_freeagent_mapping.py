@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from ledgerlink.errors import AuthRevoked, NotFound, Rejected, Unavailable
 from ledgerlink.models.common import ItemType, ListType
 from ledgerlink.models.lists import RecordStatus

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from ledgerlink.errors import AuthRevoked, InvalidRequest, NotFound, Rejected
 from ledgerlink.models.common import ItemType, ListType, ProviderName
 from ledgerlink.models.lists import RecordStatus

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
+
 from ledgerlink.errors import AuthRevoked, NotFound, Rejected
 from ledgerlink.models.common import ItemType, ListType, ProviderName
 from ledgerlink.models.lists import RecordStatus

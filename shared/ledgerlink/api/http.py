@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+from importlib.resources import files
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -14,7 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from ledgerlink.api.auth import Caller, caller_from_event
 from ledgerlink.api.schemas import ErrorBody
-from ledgerlink.errors import LedgerError, ServiceError
+from ledgerlink.errors import LedgerError, ResourceNotFound, ServiceError
 from ledgerlink.observability import logger
 
 # Documented on every route, so the OpenAPI document describes the error format too.
@@ -96,8 +98,28 @@ def build_resolver() -> APIGatewayRestResolver:
     return app
 
 
+OPENAPI_DOCUMENT = "openapi.json"
+
+
+def bundled_openapi() -> dict[str, Any]:
+    """The whole API's OpenAPI document, merged from the four functions' resolvers when the layer
+    was bundled (no single function can generate the others' parts)."""
+    document = files("ledgerlink.api").joinpath(OPENAPI_DOCUMENT)
+    if not document.is_file():
+        raise ResourceNotFound("this build has no OpenAPI document (the layer bundler writes it)")
+    loaded: dict[str, Any] = json.loads(document.read_text())
+    return loaded
+
+
 def current_caller(app: APIGatewayRestResolver) -> Caller:
     return caller_from_event(app.current_event.raw_event)
 
 
-__all__ = ["ERROR_RESPONSES", "ErrorBody", "build_resolver", "current_caller", "error_response"]
+__all__ = [
+    "ERROR_RESPONSES",
+    "ErrorBody",
+    "build_resolver",
+    "bundled_openapi",
+    "current_caller",
+    "error_response",
+]

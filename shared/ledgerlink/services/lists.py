@@ -163,7 +163,9 @@ class ListService:
         # Ledgers that report deletions (Sage's deleted_since) name them by remote id.
         deleted_ids |= {
             deleted
-            for deleted in (record_id(connection.connection_id, list_type, remote) for remote in deleted_remote_ids)
+            for deleted in (
+                record_id(connection.connection_id, list_type, remote) for remote in deleted_remote_ids
+            )
             if deleted in stored
         }
         counts.deleted = len(deleted_ids)

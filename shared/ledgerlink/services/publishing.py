@@ -220,7 +220,9 @@ class PublishingService:
         try:
             if stored.status != ItemStatus.PUBLISHED:
                 # A claimant of a native expense claim is a user of the ledger, found by the adapter.
-                native_claim = plan.item_type == ItemType.EXPENSE_CLAIM and adapter.capabilities.native_expense_claims
+                native_claim = (
+                    plan.item_type == ItemType.EXPENSE_CLAIM and adapter.capabilities.native_expense_claims
+                )
                 if plan.contact.remote_id is None and not native_claim:
                     plan = self._with_ledger_contact(connection, adapter, session, plan)
                 result = adapter.publish(session, plan)
@@ -283,7 +285,12 @@ class PublishingService:
             ) from error
 
     def _attach(
-        self, stored: StoredItem, version: int, adapter: LedgerAdapter, session: LedgerSession, plan: PublishPlan
+        self,
+        stored: StoredItem,
+        version: int,
+        adapter: LedgerAdapter,
+        session: LedgerSession,
+        plan: PublishPlan,
     ) -> StoredItem:
         """Attach the document to what was published. A refused attachment leaves the document
         published (it is never sent again) and says why on the item."""

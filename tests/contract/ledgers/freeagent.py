@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response
+
 from ledgerlink.models.common import ListType, ProviderName
 from ledgerlink.models.tokens import TokenSet
-
 from sandbox.simulators.freeagent import ApiCall, ApiRoute, FreeAgentSimulator
 from sandbox.simulators.freeagent_ledger import (
     FreeAgentCompany,

@@ -13,7 +13,6 @@ from typing import Any
 from ledgerlink.models.common import ListType, ProviderName
 from ledgerlink.models.tokens import TokenSet
 from ledgerlink.providers.kashflow import KashFlowAdapter
-
 from sandbox.simulators.kashflow import SEEDED_MEMORABLE_WORD, SEEDED_PASSWORD, KashFlowSimulator
 from sandbox.simulators.kashflow_ledger import KashFlowCompany
 from tests.contract.harness import LedgerHarness, register

@@ -10,7 +10,6 @@ from typing import Any
 from ledgerlink.models.common import ListType, ProviderName
 from ledgerlink.models.tokens import TokenSet
 from ledgerlink.providers.quickbooks import QuickBooksAdapter, contact_remote_id, project_remote_id
-
 from sandbox.simulators.harness import truncate_to_millis
 from sandbox.simulators.quickbooks import QuickBooksSimulator
 from sandbox.simulators.quickbooks_ledger import QboCompany

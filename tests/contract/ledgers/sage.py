@@ -9,7 +9,6 @@ from typing import Any
 
 from ledgerlink.models.common import ListType, ProviderName
 from ledgerlink.models.tokens import TokenSet
-
 from sandbox.simulators.harness import truncate_to_millis
 from sandbox.simulators.sage import SageSimulator
 from sandbox.simulators.sage_ledger import SageBusiness
