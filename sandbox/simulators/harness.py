@@ -273,8 +273,9 @@ def client_credentials_from_request() -> ClientCredentials:
             return ClientCredentials(None, None, "client_secret_basic")
         return ClientCredentials(client_id, client_secret, "client_secret_basic")
     if "client_secret" in request.form:
-        return ClientCredentials(request.form.get("client_id"), request.form.get("client_secret"),
-                                 "client_secret_post")
+        return ClientCredentials(
+            request.form.get("client_id"), request.form.get("client_secret"), "client_secret_post"
+        )
     return ClientCredentials(request.form.get("client_id"), None, "none")
 
 
@@ -580,8 +581,9 @@ class TokenRegistry:
     def _new_access_token(self, grant: TokenGrant, policy: TokenPolicy, now: datetime) -> AccessTokenRecord:
         expires = now + timedelta(seconds=policy.access_ttl_seconds)
         token = self._make_access_token(grant, uuid.uuid4().hex.upper(), now, expires)
-        record = AccessTokenRecord(token, grant.grant_id, grant.client_id, grant.user_id, grant.scope,
-                                   now, expires)
+        record = AccessTokenRecord(
+            token, grant.grant_id, grant.client_id, grant.user_id, grant.scope, now, expires
+        )
         self._access[token] = record
         return record
 
@@ -669,14 +671,20 @@ class TokenRegistry:
         """Revoke every grant of a user (every user when None) — consent withdrawn."""
         revoked = []
         for grant in self._grants.values():
-            if (user_id is None or grant.user_id == user_id) and (
-                client_id is None or grant.client_id == client_id
-            ) and grant.revoked_at is None:
+            if (
+                (user_id is None or grant.user_id == user_id)
+                and (client_id is None or grant.client_id == client_id)
+                and grant.revoked_at is None
+            ):
                 self.revoke_grant(grant.grant_id, reason)
                 revoked.append(grant.grant_id)
         return revoked
 
     # -- inspection ----------------------------------------------------------------------------
+
+    def issued_values(self) -> list[str]:
+        """Every access and refresh token ever issued (for tests proving none reaches a log)."""
+        return [*self._access, *self._refresh]
 
     def refresh_token_records(self, grant_id: str | None = None) -> list[dict[str, Any]]:
         now = self._clock.now()
@@ -874,8 +882,9 @@ class WriteLog:
     ) -> WriteEntry:
         with self._lock:
             self._seq += 1
-            entry = WriteEntry(self._seq, self._clock.now(), org, kind, object_id, action,
-                               idempotency_key, body)
+            entry = WriteEntry(
+                self._seq, self._clock.now(), org, kind, object_id, action, idempotency_key, body
+            )
             self._entries.append(entry)
             return entry
 
@@ -884,7 +893,8 @@ class WriteLog:
     ) -> list[WriteEntry]:
         with self._lock:
             return [
-                entry for entry in self._entries
+                entry
+                for entry in self._entries
                 if (kind is None or entry.kind.lower() == kind.lower())
                 and (org is None or entry.org == org)
                 and (action is None or entry.action == action)
@@ -947,17 +957,29 @@ class RequestLog:
         self._entries: deque[RequestEntry] = deque(maxlen=limit)
         self._seq = 0
 
-    def record(self, *, method: str, path: str, query: str, headers: Iterable[tuple[str, str]],
-               status: int, fault: str | None = None) -> None:
+    def record(
+        self,
+        *,
+        method: str,
+        path: str,
+        query: str,
+        headers: Iterable[tuple[str, str]],
+        status: int,
+        fault: str | None = None,
+    ) -> None:
         with self._lock:
             self._seq += 1
-            self._entries.append(RequestEntry(self._seq, self._clock.now(), method, path, query,
-                                              redact_headers(headers), status, fault))
+            self._entries.append(
+                RequestEntry(
+                    self._seq, self._clock.now(), method, path, query, redact_headers(headers), status, fault
+                )
+            )
 
     def entries(self, *, path_glob: str | None = None, method: str | None = None) -> list[RequestEntry]:
         with self._lock:
             return [
-                entry for entry in self._entries
+                entry
+                for entry in self._entries
                 if (path_glob is None or fnmatch.fnmatchcase(entry.path.lower(), path_glob.lower()))
                 and (method is None or entry.method == method.upper())
             ]
@@ -1029,8 +1051,10 @@ class RateLimiter:
     def remaining(self, checks: Sequence[tuple[WindowLimit, Hashable]]) -> dict[str, int]:
         now = self._clock.timestamp()
         with self._lock:
-            return {limit.problem: max(0, limit.limit - len(self._window(limit, key, now)))
-                    for limit, key in checks}
+            return {
+                limit.problem: max(0, limit.limit - len(self._window(limit, key, now)))
+                for limit, key in checks
+            }
 
     def reset(self) -> None:
         with self._lock:
@@ -1120,8 +1144,16 @@ class IdempotencyStore:
                 raise IdempotencyKeyReused(key)
             return stored
 
-    def store(self, scope: Hashable, key: str, fingerprint: str, response: Response,
-              window_seconds: float, *, replay_headers: Iterable[str] = ()) -> None:
+    def store(
+        self,
+        scope: Hashable,
+        key: str,
+        fingerprint: str,
+        response: Response,
+        window_seconds: float,
+        *,
+        replay_headers: Iterable[str] = (),
+    ) -> None:
         headers = {name: response.headers[name] for name in replay_headers if name in response.headers}
         with self._lock:
             self._stored[(scope, key)] = StoredResponse(
@@ -1186,8 +1218,11 @@ def _json_default(value: Any) -> Any:
 
 
 def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    response = Response(json.dumps(payload, default=_json_default), status=status,
-                        content_type="application/json; charset=utf-8")
+    response = Response(
+        json.dumps(payload, default=_json_default),
+        status=status,
+        content_type="application/json; charset=utf-8",
+    )
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
@@ -1221,8 +1256,9 @@ def parse_bool(value: str | None, default: bool = False) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def match_path(pattern: Sequence[str], segments: Sequence[str], *, ignore_case: bool = False
-               ) -> dict[str, str] | None:
+def match_path(
+    pattern: Sequence[str], segments: Sequence[str], *, ignore_case: bool = False
+) -> dict[str, str] | None:
     """Match URL path segments against a route pattern, returning its named parts (or None).
 
     A pattern holds literals, ``{name}`` for one segment and, last, ``{name*}`` for the rest of
@@ -1254,8 +1290,9 @@ class Route(Protocol):
 RouteT = TypeVar("RouteT", bound=Route)
 
 
-def find_route(routes: Iterable[RouteT], method: str, segments: list[str]
-               ) -> tuple[RouteT, dict[str, str]] | None:
+def find_route(
+    routes: Iterable[RouteT], method: str, segments: list[str]
+) -> tuple[RouteT, dict[str, str]] | None:
     """The first route serving ``method`` on this path, with the path's named parts."""
     matches = ((route, route.match(method, segments)) for route in routes)
     return next(((route, params) for route, params in matches if params is not None), None)
@@ -1274,8 +1311,9 @@ class Named(Protocol):
 NamedT = TypeVar("NamedT", bound=Named)
 
 
-def find_named(candidates: Iterable[NamedT], name_or_id: str, aliases: Callable[[NamedT], Iterable[str]],
-               what: str) -> NamedT:
+def find_named(
+    candidates: Iterable[NamedT], name_or_id: str, aliases: Callable[[NamedT], Iterable[str]], what: str
+) -> NamedT:
     """The candidate called ``name_or_id`` by one of its (lower-case) aliases, ignoring case.
 
     Raises ``ValueError`` naming what there is, so a test with a typo says what it could have used.
@@ -1368,7 +1406,9 @@ class LedgerSimulator(ABC):
         """Add the ledger's real paths to ``app``."""
 
     @abstractmethod
-    def mint_tokens(self, organisations: Sequence[str] | None = None, scope: str | None = None) -> dict[str, Any]:
+    def mint_tokens(
+        self, organisations: Sequence[str] | None = None, scope: str | None = None
+    ) -> dict[str, Any]:
         """Consent as the seeded user (to the given organisation ids or names; all if None) and
         return the ledger's token response plus the organisations it covers."""
 
@@ -1386,8 +1426,7 @@ class LedgerSimulator(ABC):
     def fault_response(self, rule: FaultRule) -> Response:
         """The response for a 429/500/503 fault; providers add their own headers and bodies."""
         if rule.kind is FaultKind.RATE_LIMIT:
-            return json_response({"error": "rate_limited"}, 429,
-                                 {"Retry-After": str(rule.retry_after or 1)})
+            return json_response({"error": "rate_limited"}, 429, {"Retry-After": str(rule.retry_after or 1)})
         if rule.kind is FaultKind.SERVER_ERROR:
             return json_response({"error": "internal_server_error"}, 500)
         return Response("Service Unavailable", status=503, content_type="text/plain")
@@ -1439,8 +1478,14 @@ class LedgerSimulator(ABC):
         with self.lock:
             return handler()
 
-    def replay_or_run(self, scope: Hashable, key: str, fingerprint: str, window_seconds: float,
-                      write: Callable[[], Response]) -> Response:
+    def replay_or_run(
+        self,
+        scope: Hashable,
+        key: str,
+        fingerprint: str,
+        window_seconds: float,
+        write: Callable[[], Response],
+    ) -> Response:
         """An idempotent write: replay the response stored for ``(scope, key)``, or run ``write``
         and keep its response for ``window_seconds`` (unless a 5xx, which a client may retry).
 
@@ -1458,9 +1503,12 @@ class LedgerSimulator(ABC):
 
     def redeem_posted_code(self, client_id: str) -> Consent:
         """The ``authorization_code`` grant: redeem the form's code, redirect URI and verifier."""
-        return self.codes.redeem(request.form.get("code"), client_id=client_id,
-                                 redirect_uri=request.form.get("redirect_uri"),
-                                 code_verifier=request.form.get("code_verifier"))
+        return self.codes.redeem(
+            request.form.get("code"),
+            client_id=client_id,
+            redirect_uri=request.form.get("redirect_uri"),
+            code_verifier=request.form.get("code_verifier"),
+        )
 
     def revoke_app_grant(self, grant: TokenGrant | None, client_id: str) -> bool:
         """An app revokes a token: only a grant of its own dies; anything else is ignored, as
@@ -1501,8 +1549,15 @@ class LedgerSimulator(ABC):
         skip: int = 0,
         retry_after: int | None = None,
     ) -> FaultRule:
-        return self.faults.add(kind, path, method=method, count=count, probability=probability,
-                               skip=skip, retry_after=retry_after)
+        return self.faults.add(
+            kind,
+            path,
+            method=method,
+            count=count,
+            probability=probability,
+            skip=skip,
+            retry_after=retry_after,
+        )
 
     def clear_faults(self) -> None:
         self.faults.clear()
@@ -1516,6 +1571,11 @@ class LedgerSimulator(ABC):
     def refresh_tokens(self) -> list[dict[str, Any]]:
         with self.lock:
             return self.tokens.refresh_token_records()
+
+    def issued_secrets(self) -> list[str]:
+        """Every credential this simulator handed out: what must never appear in a log."""
+        with self.lock:
+            return self.tokens.issued_values()
 
     def advance_clock(self, seconds: float) -> datetime:
         return self.clock.advance(seconds)
@@ -1611,15 +1671,17 @@ class LedgerSimulator(ABC):
 
         @control.get("/")
         def index() -> Response:
-            return json_response({
-                "provider": self.provider,
-                "preset": self.preset,
-                "auto_consent": self.auto_consent,
-                "clock": self.clock.describe(),
-                "organisations": self.organisations(),
-                "default_app": {"client_id": DEFAULT_APP.client_id},
-                "default_user": {"email": DEFAULT_USER.email},
-            })
+            return json_response(
+                {
+                    "provider": self.provider,
+                    "preset": self.preset,
+                    "auto_consent": self.auto_consent,
+                    "clock": self.clock.describe(),
+                    "organisations": self.organisations(),
+                    "default_app": {"client_id": DEFAULT_APP.client_id},
+                    "default_user": {"email": DEFAULT_USER.email},
+                }
+            )
 
         @control.post("/seed")
         def seed() -> Response:
@@ -1665,15 +1727,17 @@ class LedgerSimulator(ABC):
                     if "seed" in spec and "kind" not in spec:
                         self.faults.reseed(int(spec["seed"]))
                         continue
-                    added.append(self.inject_fault(
-                        spec["kind"],
-                        spec.get("path", "*"),
-                        method=spec.get("method", "*"),
-                        count=spec.get("count", 1),
-                        probability=float(spec.get("probability", 1.0)),
-                        skip=int(spec.get("skip", 0)),
-                        retry_after=spec.get("retry_after"),
-                    ).describe())
+                    added.append(
+                        self.inject_fault(
+                            spec["kind"],
+                            spec.get("path", "*"),
+                            method=spec.get("method", "*"),
+                            count=spec.get("count", 1),
+                            probability=float(spec.get("probability", 1.0)),
+                            skip=int(spec.get("skip", 0)),
+                            retry_after=spec.get("retry_after"),
+                        ).describe()
+                    )
             except (KeyError, ValueError, TypeError) as error:
                 return sandbox_bad_request(f"bad fault spec: {error}; kinds: {[k.value for k in FaultKind]}")
             return json_response(added, 201)
@@ -1689,8 +1753,9 @@ class LedgerSimulator(ABC):
 
         @control.get("/requests")
         def requests_() -> Response:
-            return json_response(self.requests(path_glob=request.args.get("path"),
-                                               method=request.args.get("method")))
+            return json_response(
+                self.requests(path_glob=request.args.get("path"), method=request.args.get("method"))
+            )
 
         @control.delete("/requests")
         def clear_requests() -> Response:

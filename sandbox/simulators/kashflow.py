@@ -257,11 +257,18 @@ class KashFlowSimulator(LedgerSimulator):
         self.companies: dict[str, KashFlowCompany] = {}
         self.logins: dict[str, KashFlowLogin] = {}
         self.sessions: dict[str, KashFlowSession] = {}
+        self._issued_session_tokens: list[str] = []  # kept after expiry, for leak tests
         self.pending: dict[str, PendingLogin] = {}
         # Which letters are asked for is random, but reproducible for a data seed.
         self._positions_rng = random.Random(f"kashflow-positions:{data_seed}")
-        super().__init__(clock, auto_consent=auto_consent, preset=preset, settings=settings,
-                         fault_seed=fault_seed, data_seed=data_seed)
+        super().__init__(
+            clock,
+            auto_consent=auto_consent,
+            preset=preset,
+            settings=settings,
+            fault_seed=fault_seed,
+            data_seed=data_seed,
+        )
         self._routes = self._api_routes()
 
     # -- data ------------------------------------------------------------------------------------
@@ -274,16 +281,20 @@ class KashFlowSimulator(LedgerSimulator):
             self.companies[company.company_id] = company
             username = SEEDED_LOGINS.get(seed.key, seed.key)
             if username not in self.logins:  # a re-seed keeps lockouts and sessions
-                self.logins[username] = KashFlowLogin(username, SEEDED_PASSWORD, SEEDED_MEMORABLE_WORD,
-                                                      company.company_id)
+                self.logins[username] = KashFlowLogin(
+                    username, SEEDED_PASSWORD, SEEDED_MEMORABLE_WORD, company.company_id
+                )
 
     def organisations(self) -> list[dict[str, Any]]:
         usernames = {login.company_id: login.username for login in self.logins.values()}
-        return [{"id": c.company_id, "name": c.name, "username": usernames.get(c.company_id)}
-                for c in self.companies.values()]
+        return [
+            {"id": c.company_id, "name": c.name, "username": usernames.get(c.company_id)}
+            for c in self.companies.values()
+        ]
 
     def company(self, name_or_id: str) -> KashFlowCompany:
         """A company by id, (case-insensitive) name or login name."""
+
         def aliases(company: KashFlowCompany) -> set[str]:
             login = next((u for u, lg in self.logins.items() if lg.company_id == company.company_id), "")
             return {company.company_id, company.name.lower(), login}
@@ -294,19 +305,35 @@ class KashFlowSimulator(LedgerSimulator):
 
     def _new_session(self, login: KashFlowLogin) -> KashFlowSession:
         now = self.clock.now()
-        session = KashFlowSession(secrets.token_hex(20), login.username, login.company_id, now,
-                                  now + timedelta(seconds=self.settings.session_ttl_seconds))
+        session = KashFlowSession(
+            secrets.token_hex(20),
+            login.username,
+            login.company_id,
+            now,
+            now + timedelta(seconds=self.settings.session_ttl_seconds),
+        )
         self.sessions[session.token] = session
+        self._issued_session_tokens.append(session.token)
         return session
 
     def _session_body(self, session: KashFlowSession) -> dict[str, Any]:
         company = self.companies[session.company_id]
-        return {"SessionToken": session.token, "CompanyName": company.name, "IsAdmin": True,
-                "SubscriptionExpired": False, "SubscriptionExpiryDate": None, "PartnerId": 0,
-                "PackageName": "KashFlow Business", "PartnerBrandingOptOut": False,
-                "StartPageUrl": "/dashboard", "HasTemporaryPassword": False}
+        return {
+            "SessionToken": session.token,
+            "CompanyName": company.name,
+            "IsAdmin": True,
+            "SubscriptionExpired": False,
+            "SubscriptionExpiryDate": None,
+            "PartnerId": 0,
+            "PackageName": "KashFlow Business",
+            "PartnerBrandingOptOut": False,
+            "StartPageUrl": "/dashboard",
+            "HasTemporaryPassword": False,
+        }
 
-    def mint_tokens(self, organisations: Sequence[str] | None = None, scope: str | None = None) -> dict[str, Any]:
+    def mint_tokens(
+        self, organisations: Sequence[str] | None = None, scope: str | None = None
+    ) -> dict[str, Any]:
         """Log in as the seeded user of one company (None: the first) without the two steps.
         Returns the ``PUT /v2/sessiontoken`` body plus ``UserName``, ``expires_at`` (epoch
         seconds) and ``company``. ``scope`` is ignored."""
@@ -316,9 +343,16 @@ class KashFlowSimulator(LedgerSimulator):
             company = self.company(organisations[0]) if organisations else next(iter(self.companies.values()))
             login = next(lg for lg in self.logins.values() if lg.company_id == company.company_id)
             session = self._new_session(login)
-            return {**self._session_body(session), "UserName": login.username,
-                    "expires_at": session.expires_at.timestamp(),
-                    "company": {"id": company.company_id, "name": company.name}}
+            return {
+                **self._session_body(session),
+                "UserName": login.username,
+                "expires_at": session.expires_at.timestamp(),
+                "company": {"id": company.company_id, "name": company.name},
+            }
+
+    def issued_secrets(self) -> list[str]:
+        with self.lock:
+            return [*self._issued_session_tokens, *self.tokens.issued_values()]
 
     def revoke_consent(self, user_id: str | None = None) -> None:
         """End every session (of one login when ``user_id`` names it)."""
@@ -355,8 +389,9 @@ class KashFlowSimulator(LedgerSimulator):
 
     def fault_response(self, rule: FaultRule) -> Response:
         if rule.kind is FaultKind.RATE_LIMIT:
-            return self._message(429, "Too many requests. Please slow down.",
-                                 {"Retry-After": str(rule.retry_after or 60)})
+            return self._message(
+                429, "Too many requests. Please slow down.", {"Retry-After": str(rule.retry_after or 60)}
+            )
         if rule.kind is FaultKind.SERVER_ERROR:
             return self._message(500, "An error has occurred.")
         return Response("Service Unavailable", status=503, content_type="text/plain; charset=utf-8")
@@ -364,7 +399,9 @@ class KashFlowSimulator(LedgerSimulator):
     # -- routes ------------------------------------------------------------------------------------
 
     def _register_routes(self, app: Flask) -> None:
-        app.add_url_rule("/v2/<path:subpath>", "api", self._dispatch, methods=["GET", "POST", "PUT", "DELETE"])
+        app.add_url_rule(
+            "/v2/<path:subpath>", "api", self._dispatch, methods=["GET", "POST", "PUT", "DELETE"]
+        )
         app.add_url_rule("/_sandbox/unlock", "sandbox_unlock", self._control_unlock, methods=["POST"])
 
     def _control_unlock(self) -> Response:
@@ -403,21 +440,39 @@ class KashFlowSimulator(LedgerSimulator):
         body = fold(request_json())
         with self.lock:
             login = self.logins.get(str(body.get("username") or "").strip().lower())
-            if login is None or not secrets.compare_digest(login.password.encode(),
-                                                           str(body.get("password") or "").encode()):
+            if login is None or not secrets.compare_digest(
+                login.password.encode(), str(body.get("password") or "").encode()
+            ):
                 return self._message(401, "The user name or password is incorrect.")
-            response: dict[str, Any] = {"IsLockedOut": login.locked_out, "HasTemporaryPassword": False,
-                                        "IsAdmin": True, "PackageName": "KashFlow Business", "PartnerId": 0,
-                                        "PartnerBrandingOptOut": False, "SubscriptionExpired": False}
+            response: dict[str, Any] = {
+                "IsLockedOut": login.locked_out,
+                "HasTemporaryPassword": False,
+                "IsAdmin": True,
+                "PackageName": "KashFlow Business",
+                "PartnerId": 0,
+                "PartnerBrandingOptOut": False,
+                "SubscriptionExpired": False,
+            }
             if login.locked_out:
                 return json_response({**response, "TemporaryToken": None, "MemorableWordList": []}, 201)
             count = min(self.settings.memorable_word_positions, len(login.memorable_word))
-            positions = tuple(sorted(self._positions_rng.sample(range(1, len(login.memorable_word) + 1), count)))
+            positions = tuple(
+                sorted(self._positions_rng.sample(range(1, len(login.memorable_word) + 1), count))
+            )
             temporary = secrets.token_hex(16)
-            self.pending[temporary] = PendingLogin(login.username, positions, self.clock.now() + timedelta(
-                seconds=self.settings.temporary_token_ttl_seconds))
-        return json_response({**response, "TemporaryToken": temporary,
-                              "MemorableWordList": [{"Position": p} for p in positions]}, 201)
+            self.pending[temporary] = PendingLogin(
+                login.username,
+                positions,
+                self.clock.now() + timedelta(seconds=self.settings.temporary_token_ttl_seconds),
+            )
+        return json_response(
+            {
+                **response,
+                "TemporaryToken": temporary,
+                "MemorableWordList": [{"Position": p} for p in positions],
+            },
+            201,
+        )
 
     def _finish_login(self) -> Response:
         body = fold(request_json())
@@ -425,7 +480,9 @@ class KashFlowSimulator(LedgerSimulator):
             # A temporary token is good for one answer, right or wrong.
             pending = self.pending.pop(str(body.get("temporarytoken") or ""), None)
             if pending is None or self.clock.now() >= pending.expires_at:
-                return self._message(401, "The temporary token is invalid or has expired; start the login again.")
+                return self._message(
+                    401, "The temporary token is invalid or has expired; start the login again."
+                )
             login = self.logins[pending.username]
             if login.locked_out:
                 return self._message(401, "This login is locked out.")
@@ -441,13 +498,16 @@ class KashFlowSimulator(LedgerSimulator):
                 limit = self.settings.lockout_after_failures
                 if limit is not None and login.failed_attempts >= limit:
                     login.locked_out = True
-                return self._message(self.settings.wrong_memorable_word_status,
-                                     "The memorable word characters are incorrect.")
+                return self._message(
+                    self.settings.wrong_memorable_word_status, "The memorable word characters are incorrect."
+                )
             login.failed_attempts = 0
             session = self._new_session(login)
             return json_response(self._session_body(session))
 
-    def _letters_match(self, login: KashFlowLogin, positions: tuple[int, ...], answers: dict[int, str]) -> bool:
+    def _letters_match(
+        self, login: KashFlowLogin, positions: tuple[int, ...], answers: dict[int, str]
+    ) -> bool:
         if set(answers) != set(positions):
             return False
         word = login.memorable_word
@@ -489,18 +549,25 @@ class KashFlowSimulator(LedgerSimulator):
         if self.settings.rate_limits_enabled:
             checks = [(WindowLimit("minute", self.settings.rate_limit_per_minute, 60), company.company_id)]
             if self.settings.rate_limit_per_hour is not None:
-                checks.append((WindowLimit("hour", self.settings.rate_limit_per_hour, 3600), company.company_id))
+                checks.append(
+                    (WindowLimit("hour", self.settings.rate_limit_per_hour, 3600), company.company_id)
+                )
             decision = self.rate_limiter.acquire(checks)
             if not decision.allowed:
-                return self._message(429, "Too many requests. Please slow down.",
-                                     {"Retry-After": str(decision.retry_after_seconds)})
+                return self._message(
+                    429,
+                    "Too many requests. Please slow down.",
+                    {"Retry-After": str(decision.retry_after_seconds)},
+                )
         matched = find_route(self._routes, request.method, segments)
         if matched is None:
             if path_is_routed(self._routes, segments):
-                return self._message(405, f"The requested resource does not support http method "
-                                          f"'{request.method}'.")
-            return self._message(404, f"No HTTP resource was found that matches the request URI "
-                                      f"'{request.url}'.")
+                return self._message(
+                    405, f"The requested resource does not support http method '{request.method}'."
+                )
+            return self._message(
+                404, f"No HTTP resource was found that matches the request URI '{request.url}'."
+            )
         route, params = matched
         call = ApiCall(company, session, params, request.host_url.rstrip("/"))
         return self.run_in_flight(lambda: route.handler(call))
@@ -533,7 +600,9 @@ class KashFlowSimulator(LedgerSimulator):
 
     # -- list helpers -----------------------------------------------------------------------------------
 
-    def _paged(self, call: ApiCall, rows: list[Record], view: Callable[[Record], Record] = lambda r: r) -> Response:
+    def _paged(
+        self, call: ApiCall, rows: list[Record], view: Callable[[Record], Record] = lambda r: r
+    ) -> Response:
         """``{"Data", "MetaData"}`` with ``page``/``perpage`` and the four page URLs."""
         try:
             page = int(_arg("page") or 1)
@@ -547,20 +616,24 @@ class KashFlowSimulator(LedgerSimulator):
         base = call.origin if self.settings.page_url_style == "absolute" else ""
 
         def url(target: int) -> str:
-            query = [(k, v) for k, v in request.args.items(multi=True) if k.lower() not in {"page", "perpage"}]
+            query = [
+                (k, v) for k, v in request.args.items(multi=True) if k.lower() not in {"page", "perpage"}
+            ]
             query += [("page", str(target)), ("perpage", str(per_page))]
             return f"{base}{request.path}?{urlencode(query)}"
 
-        return json_response({
-            "Data": [render(view(r)) for r in rows[start:start + per_page]],
-            "MetaData": {
-                "FirstPageUrl": url(1),
-                "LastPageUrl": url(last),
-                "NextPageUrl": url(page + 1) if page < last else None,
-                "PreviousPageUrl": url(min(page - 1, last)) if page > 1 else None,
-                "TotalRecords": len(rows),
-            },
-        })
+        return json_response(
+            {
+                "Data": [render(view(r)) for r in rows[start : start + per_page]],
+                "MetaData": {
+                    "FirstPageUrl": url(1),
+                    "LastPageUrl": url(last),
+                    "NextPageUrl": url(page + 1) if page < last else None,
+                    "PreviousPageUrl": url(min(page - 1, last)) if page > 1 else None,
+                    "TotalRecords": len(rows),
+                },
+            }
+        )
 
     def _ordered(self, rows: list[Record], default: str, allowed: Sequence[str]) -> list[Record] | Response:
         sort_by = _arg("sortby") or default
@@ -573,7 +646,9 @@ class KashFlowSimulator(LedgerSimulator):
 
         def key(record: Record) -> tuple[bool, Any]:
             value = record.get(field_name)
-            return value is None, value.lower() if isinstance(value, str) else value if value is not None else 0
+            return value is None, value.lower() if isinstance(
+                value, str
+            ) else value if value is not None else 0
 
         return sorted(rows, key=key, reverse=order == "desc")
 
@@ -582,9 +657,12 @@ class KashFlowSimulator(LedgerSimulator):
     def _get_nominals(self, call: ApiCall) -> Response:
         wanted_type = (_arg("type") or "").strip().lower()
         term = (_arg("searchText") or "").strip().lower()
-        rows = [n for code, n in sorted(call.company.nominals.items())
-                if (not wanted_type or wanted_type in {n["Type"].lower(), n["Classification"].lower()})
-                and (not term or term in f"{n['Code']} {n['Name']}".lower())]
+        rows = [
+            n
+            for code, n in sorted(call.company.nominals.items())
+            if (not wanted_type or wanted_type in {n["Type"].lower(), n["Classification"].lower()})
+            and (not term or term in f"{n['Code']} {n['Name']}".lower())
+        ]
         return json_response(render(rows))
 
     def _get_vat_rates(self, call: ApiCall) -> Response:
@@ -599,20 +677,27 @@ class KashFlowSimulator(LedgerSimulator):
 
     def _get_contacts(self, call: ApiCall, store: dict[str, Record]) -> Response:
         filter_archived = _arg("filterarchived")
-        drop_archived = parse_bool(filter_archived) if filter_archived is not None \
+        drop_archived = (
+            parse_bool(filter_archived)
+            if filter_archived is not None
             else not self.settings.archived_included_by_default
+        )
         rows = [c for c in store.values() if not (drop_archived and c["IsArchived"])]
-        ordered = self._ordered(rows, "Code", ("Code", "Name", "CreatedDate", "LastUpdatedDate",
-                                               "OutstandingBalance"))
+        ordered = self._ordered(
+            rows, "Code", ("Code", "Name", "CreatedDate", "LastUpdatedDate", "OutstandingBalance")
+        )
         return ordered if isinstance(ordered, Response) else self._paged(call, ordered, contact_summary)
 
     def _get_contact(self, call: ApiCall, lookup: Callable[[Any], Record | None], what: str) -> Response:
         contact = lookup(call.params["code"])
-        return json_response(render(contact)) if contact else self._not_found(f"{what} '{call.params['code']}'")
+        return (
+            json_response(render(contact)) if contact else self._not_found(f"{what} '{call.params['code']}'")
+        )
 
     def _post_contact(self, call: ApiCall, kind: str) -> Response:
-        return self._create(call, prepare_contact(self._write_context(call), request_json(), kind=kind),
-                            lambda r: r)
+        return self._create(
+            call, prepare_contact(self._write_context(call), request_json(), kind=kind), lambda r: r
+        )
 
     # -- products and projects ------------------------------------------------------------------------------
 
@@ -623,9 +708,12 @@ class KashFlowSimulator(LedgerSimulator):
     def _get_projects(self, call: ApiCall) -> Response:
         status = (_arg("status") or "").strip().lower()
         customer = (_arg("customerCode") or "").strip().upper()
-        rows = [p for _, p in sorted(call.company.projects.items())
-                if (not status or p["Status"].lower() == status)
-                and (not customer or (p["CustomerCode"] or "") == customer)]
+        rows = [
+            p
+            for _, p in sorted(call.company.projects.items())
+            if (not status or p["Status"].lower() == status)
+            and (not customer or (p["CustomerCode"] or "") == customer)
+        ]
         if self.settings.projects_list_shape == "bare":
             return json_response(render(rows))
         ordered = self._ordered(rows, "Number", ("Number", "Name", "Reference", "Status"))
@@ -645,16 +733,27 @@ class KashFlowSimulator(LedgerSimulator):
         party_field = "SupplierCode" if object_type == "purchases" else "CustomerCode"
         party = (_arg(party_field) or "").strip().upper()
         project = _arg("projectnumber")
-        rows = [d for d in self._documents(call.company, object_type).values()
-                if (not party or d[party_field] == party)
-                and (not project or str(d["ProjectNumber"]) == project
-                     or any(str(line["ProjectNumber"]) == project for line in d["LineItems"]))]
-        ordered = self._ordered(rows, "Number", ("Number", party_field, "IssuedDate", "DueDate", "GrossAmount",
-                                                 "NetAmount", "PaidDate"))
+        rows = [
+            d
+            for d in self._documents(call.company, object_type).values()
+            if (not party or d[party_field] == party)
+            and (
+                not project
+                or str(d["ProjectNumber"]) == project
+                or any(str(line["ProjectNumber"]) == project for line in d["LineItems"])
+            )
+        ]
+        ordered = self._ordered(
+            rows,
+            "Number",
+            ("Number", party_field, "IssuedDate", "DueDate", "GrossAmount", "NetAmount", "PaidDate"),
+        )
         if isinstance(ordered, Response):
             return ordered
         today = self.clock.today()
-        return self._paged(call, ordered, lambda d: document_view(d, today, call.origin, object_type, summary=True))
+        return self._paged(
+            call, ordered, lambda d: document_view(d, today, call.origin, object_type, summary=True)
+        )
 
     def _get_document(self, call: ApiCall, object_type: str) -> Response:
         number = call.params["number"]
@@ -666,8 +765,11 @@ class KashFlowSimulator(LedgerSimulator):
     def _post_document(self, call: ApiCall, object_type: str) -> Response:
         prepare = prepare_purchase if object_type == "purchases" else prepare_invoice
         today = self.clock.today()
-        return self._create(call, prepare(self._write_context(call), request_json()),
-                            lambda d: document_view(d, today, call.origin, object_type))
+        return self._create(
+            call,
+            prepare(self._write_context(call), request_json()),
+            lambda d: document_view(d, today, call.origin, object_type),
+        )
 
     # -- writes -----------------------------------------------------------------------------------------------
 
@@ -681,8 +783,9 @@ class KashFlowSimulator(LedgerSimulator):
         assert prepared.apply is not None
         record = prepared.apply(whole_seconds(self.clock.now()))
         wire = render(view(record))
-        self.write_log.record(org=call.company.company_id, kind=prepared.kind, object_id=_number_or_code(wire),
-                              body=wire)
+        self.write_log.record(
+            org=call.company.company_id, kind=prepared.kind, object_id=_number_or_code(wire), body=wire
+        )
         return json_response(wire, 201)
 
     # -- files --------------------------------------------------------------------------------------------------
@@ -746,7 +849,9 @@ class KashFlowSimulator(LedgerSimulator):
             problems.append(("FileSize", f"FileSize {size} does not match the {len(content)} bytes sent."))
         extension = str(body.get("fileextension") or "").strip().lstrip(".").lower()
         if extension and not name.lower().endswith(f".{extension}"):
-            problems.append(("FileExtension", f"FileExtension '{extension}' does not match Filename '{name}'."))
+            problems.append(
+                ("FileExtension", f"FileExtension '{extension}' does not match Filename '{name}'.")
+            )
         return problems or (name, content_type, content)
 
     def _post_file(self, call: ApiCall) -> Response:
@@ -760,25 +865,43 @@ class KashFlowSimulator(LedgerSimulator):
         name, content_type, content = upload
         problems = []
         if content_type not in self.settings.file_content_types:
-            problems.append(("ContentType", f"Content type '{content_type or '(none)'}' is not allowed; use one of "
-                                            f"{', '.join(self.settings.file_content_types)}."))
+            problems.append(
+                (
+                    "ContentType",
+                    f"Content type '{content_type or '(none)'}' is not allowed; use one of "
+                    f"{', '.join(self.settings.file_content_types)}.",
+                )
+            )
         if len(content) > self.settings.file_max_bytes:
-            problems.append(("Base64String", f"The file is {len(content)} bytes; the limit is "
-                                             f"{self.settings.file_max_bytes}."))
+            problems.append(
+                (
+                    "Base64String",
+                    f"The file is {len(content)} bytes; the limit is {self.settings.file_max_bytes}.",
+                )
+            )
         if problems:
             return self._invalid(problems)
         company, now = call.company, whole_seconds(self.clock.now())
         file_id = company.next_id("files", 800)
-        stored: Record = {"Id": file_id, "FileName": name, "ContentType": content_type, "Size": len(content),
-                          "UploadedDate": now}
+        stored: Record = {
+            "Id": file_id,
+            "FileName": name,
+            "ContentType": content_type,
+            "Size": len(content),
+            "UploadedDate": now,
+        }
         company.files.setdefault(key, []).append(stored)
         company.file_content[file_id] = content
         if "FileCount" in record:
             record["FileCount"] += 1
             record["LastUpdatedDate"] = now
         wire = render(stored)
-        self.write_log.record(org=company.company_id, kind="File", object_id=str(file_id),
-                              body={**wire, "ObjectType": key[0], "ObjectNumber": key[1]})
+        self.write_log.record(
+            org=company.company_id,
+            kind="File",
+            object_id=str(file_id),
+            body={**wire, "ObjectType": key[0], "ObjectNumber": key[1]},
+        )
         return json_response(wire, 201)
 
 

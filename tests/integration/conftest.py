@@ -160,8 +160,22 @@ def _sleep_on(clock: SimClock):
     return sleep
 
 
+# Secrets of the test set-up itself (app secret, KashFlow login) that must never be logged either.
+FIXED_SECRETS = ("ledgerlink-dev-secret", KASHFLOW_LOGIN["password"])
+
+
+def _assert_no_secret_logged(service: Service, caplog: pytest.LogCaptureFixture) -> None:
+    secrets = [s for simulator in service.simulators.values() for s in simulator.issued_secrets()]
+    secrets += FIXED_SECRETS
+    logged = "\n".join(f"{record.getMessage()} {record.__dict__}" for record in caplog.records)
+    leaked = [secret[:10] + "..." for secret in secrets if secret and secret in logged]
+    assert not leaked, f"secret values reached the logs: {leaked}"
+
+
 @pytest.fixture
-def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
+def service(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> Iterator[Service]:
+    """Every test that uses the service also proves no token or secret reached its logs."""
+    caplog.set_level("DEBUG")
     with mock_aws():
         session = boto3.session.Session(region_name=REGION)
         resources = create_resources(session)
@@ -184,5 +198,6 @@ def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
         )
         try:
             yield service
+            _assert_no_secret_logged(service, caplog)
         finally:
             install_runtime(None)

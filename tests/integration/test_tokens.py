@@ -17,6 +17,7 @@ from ledgerlink.services.ledgers import Ledgers
 from ledgerlink.settings import PublishSettings
 from ledgerlink.storage.connections import ConnectionRepository
 from ledgerlink.storage.dynamo import Table
+from ledgerlink.storage.schema import TOKENS_SK, connection_pk
 from tests.integration.conftest import Service
 from tests.integration.helpers import cost_item
 
@@ -104,6 +105,37 @@ def test_a_lost_refresh_response_is_recovered_inside_xeros_grace_window(connecte
     assert token
     assert store.read(connection.connection_id).generation == original.generation + 1
     assert connections.get("biz-1").status == ConnectionStatus.CONNECTED
+
+
+def test_a_lost_refresh_response_at_sage_ends_in_needs_reconnect_saying_why(service: Service):
+    """Sage's refresh tokens are single use with no grace: once a rotation's response is lost the
+    connection cannot recover by itself, and it says so instead of failing silently."""
+    connection = service.connect("sage")
+    assert connection["status"] == "connected"
+    api = service.client()
+    service.clock.advance(6 * 60)  # Sage access tokens live five minutes
+    service.simulator("sage").inject_fault("lost_response", "/token", method="POST", count=1)
+    refresh = {"business_id": "biz-1", "connection_id": connection["connection_id"], "reason": "requested"}
+    sqs = service.session.client("sqs")
+    sqs.send_message(QueueUrl=service.resources.refresh_queue_url, MessageBody=json.dumps(refresh))
+    service.drain()  # the refresh's response is lost: a transient failure, the message comes back
+    assert api.get("/v1/connection").json()["status"] == "refresh_failing"
+    sqs.purge_queue(QueueUrl=service.resources.refresh_queue_url)
+    sqs.send_message(QueueUrl=service.resources.refresh_queue_url, MessageBody=json.dumps(refresh))
+    service.drain()
+    after = api.get("/v1/connection").json()
+    assert after["status"] == "needs_reconnect"
+    assert "invalid_grant" in after["status_reason"] or "refused" in after["status_reason"]
+    assert not [key for key in after if "token" in key]  # the view never carries token material
+
+
+def test_sage_tokens_live_in_the_kms_encrypted_table_not_secrets_manager(service: Service):
+    connection = service.connect("sage")
+    secrets = service.session.client("secretsmanager").list_secrets()["SecretList"]
+    assert not [s for s in secrets if connection["connection_id"] in s["Name"]]
+    table = Table(service.session.client("dynamodb"), service.resources.table_name)
+    stored = table.get(connection_pk(connection["connection_id"]), TOKENS_SK)
+    assert stored is not None and "ciphertext" in stored
 
 
 def test_consent_revoked_at_xero_marks_the_connection_and_holds_the_item(connected: Service):
