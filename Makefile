@@ -25,8 +25,9 @@ $(SYNCED): pyproject.toml uv.lock | $(UV)
 
 setup: $(SYNCED)
 
+# Two workers (a file stays on one worker, so each suite's shared set-up runs once per worker).
 test: setup
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadfile
 
 demo: setup
 	$(VENV)/bin/ledgerlink demo

@@ -70,6 +70,7 @@ class LocalRuntime:
         os.environ["AWS_DEFAULT_REGION"] = REGION
         os.environ["AWS_ENDPOINT_URL"] = f"http://{LOOPBACK}:{moto_port}"
         os.environ["POWERTOOLS_TRACE_DISABLED"] = "1"  # no X-Ray daemon on a laptop
+        os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # no CloudWatch: keep EMF lines off the console
         os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "ledgerlink")
         os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ledgerlink")
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")

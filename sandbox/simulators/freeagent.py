@@ -125,6 +125,8 @@ from sandbox.simulators.freeagent_ledger import (
     Record,
     ReferenceReader,
     WriteContext,
+    _attachment,
+    _Errors,
     bill_view,
     contact_sort_name,
     prepare_bill,
@@ -133,6 +135,7 @@ from sandbox.simulators.freeagent_ledger import (
     prepare_explanation,
     prepare_invoice,
     render,
+    store_attachment,
 )
 from sandbox.simulators.harness import (
     DEFAULT_APP,
@@ -208,7 +211,9 @@ class FreeAgentSettings(SimulatorSettings):
     default_page_size: int = Field(25, gt=0)
     max_page_size: int = Field(100, gt=0)
     updated_since_inclusive: bool = False  # UNCONFIRMED
-    projects_default_view: Literal["active", "completed", "cancelled", "hidden", "all"] = "active"  # UNCONFIRMED
+    projects_default_view: Literal["active", "completed", "cancelled", "hidden", "all"] = (
+        "active"  # UNCONFIRMED
+    )
     reference_origin_must_match: bool = True  # UNCONFIRMED
 
     max_bill_items: int = Field(40, gt=0)
@@ -216,8 +221,14 @@ class FreeAgentSettings(SimulatorSettings):
     category_direction_checks: bool = True  # UNCONFIRMED
     expense_batch_mode: Literal["partial", "all_or_nothing"] = "partial"  # UNCONFIRMED
     attachment_max_bytes: int = Field(5_000_000, gt=0)
-    attachment_content_types: tuple[str, ...] = ("image/png", "image/x-png", "image/jpeg", "image/jpg",
-                                                 "image/gif", "application/x-pdf")
+    attachment_content_types: tuple[str, ...] = (
+        "image/png",
+        "image/x-png",
+        "image/jpeg",
+        "image/jpg",
+        "image/gif",
+        "application/x-pdf",
+    )
     permission_levels: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_PERMISSION_LEVELS))
 
 
@@ -304,8 +315,11 @@ _APPROVE_PARAMS = ("client_id", "response_type", "redirect_uri", "state")
 _BASIC_DENIED = "HTTP Basic: Access denied.\n"
 
 # ``view`` values → the record type or status each selects.
-_BANK_VIEWS = {"standard_bank_accounts": "StandardBankAccount", "credit_card_accounts": "CreditCardAccount",
-               "paypal_accounts": "PaypalAccount"}
+_BANK_VIEWS = {
+    "standard_bank_accounts": "StandardBankAccount",
+    "credit_card_accounts": "CreditCardAccount",
+    "paypal_accounts": "PaypalAccount",
+}
 _PROJECT_VIEWS = {"active": "Active", "completed": "Completed", "cancelled": "Cancelled", "hidden": "Hidden"}
 _USER_VIEWS = ("all", "staff", "active_staff", "advisors", "active_advisors")
 
@@ -346,8 +360,14 @@ class FreeAgentSimulator(LedgerSimulator):
     ) -> None:
         self.companies: dict[str, FreeAgentCompany] = {}
         self.auto_consent_company: str | None = None
-        super().__init__(clock, auto_consent=auto_consent, preset=preset, settings=settings,
-                         fault_seed=fault_seed, data_seed=data_seed)
+        super().__init__(
+            clock,
+            auto_consent=auto_consent,
+            preset=preset,
+            settings=settings,
+            fault_seed=fault_seed,
+            data_seed=data_seed,
+        )
         self.windows = FixedWindowCounter(self.clock)
         self._routes = self._api_routes()
 
@@ -355,19 +375,29 @@ class FreeAgentSimulator(LedgerSimulator):
 
     def _load_dataset(self, dataset: Dataset) -> None:
         now = whole_seconds(self.clock.now())
-        self.companies = {company.company_id: company for company in
-                          (FreeAgentCompany.from_seed(seed, now) for seed in dataset.organisations)}
+        self.companies = {
+            company.company_id: company
+            for company in (FreeAgentCompany.from_seed(seed, now) for seed in dataset.organisations)
+        }
 
     def organisations(self) -> list[dict[str, Any]]:
-        return [{"id": c.company_id, "name": c.name, "subdomain": c.company["subdomain"]}
-                for c in self.companies.values()]
+        return [
+            {"id": c.company_id, "name": c.name, "subdomain": c.company["subdomain"]}
+            for c in self.companies.values()
+        ]
 
     def company(self, name_or_id: str) -> FreeAgentCompany:
         """A company by id, subdomain or (case-insensitive) name."""
-        return find_named(self.companies.values(), name_or_id,
-                          lambda c: {c.company_id, c.name.lower(), c.company["subdomain"]}, "company")
+        return find_named(
+            self.companies.values(),
+            name_or_id,
+            lambda c: {c.company_id, c.name.lower(), c.company["subdomain"]},
+            "company",
+        )
 
-    def set_permission_level(self, level: int, company: str | None = None, email: str = DEFAULT_USER.email) -> None:
+    def set_permission_level(
+        self, level: int, company: str | None = None, email: str = DEFAULT_USER.email
+    ) -> None:
         """Change a user's permission level (0-8) in one company (None: every company)."""
         if not 0 <= level <= 8:
             raise ValueError("permission levels run from 0 (No Access) to 8 (Full)")
@@ -400,13 +430,21 @@ class FreeAgentSimulator(LedgerSimulator):
             body["refresh_token_expires_in"] = int(self.settings.refresh_token_unused_ttl_seconds)
         return body
 
-    def _consent(self, user: SandboxUser, client_id: str, company: FreeAgentCompany,
-                 redirect_uri: str | None = None) -> Consent:
+    def _consent(
+        self, user: SandboxUser, client_id: str, company: FreeAgentCompany, redirect_uri: str | None = None
+    ) -> Consent:
         # FreeAgent has no scopes: the reach of a token is the user's permission level.
-        return Consent(client_id=client_id, user_id=user.user_id, scope=(), redirect_uri=redirect_uri,
-                       extras={"company_id": company.company_id})
+        return Consent(
+            client_id=client_id,
+            user_id=user.user_id,
+            scope=(),
+            redirect_uri=redirect_uri,
+            extras={"company_id": company.company_id},
+        )
 
-    def mint_tokens(self, organisations: Sequence[str] | None = None, scope: str | None = None) -> dict[str, Any]:
+    def mint_tokens(
+        self, organisations: Sequence[str] | None = None, scope: str | None = None
+    ) -> dict[str, Any]:
         """Approve as the seeded user without the browser. A FreeAgent token covers one company:
         ``organisations`` names at most one (None: the first). ``scope`` is ignored (FreeAgent has
         none). Returns the token response plus ``company`` and ``expires_at`` (epoch seconds)."""
@@ -414,12 +452,18 @@ class FreeAgentSimulator(LedgerSimulator):
             if organisations and len(organisations) > 1:
                 raise ValueError("a FreeAgent token is for one company; name only one")
             company = self.company(organisations[0]) if organisations else next(iter(self.companies.values()))
-            issued = self.tokens.start_grant(self._consent(DEFAULT_USER, DEFAULT_APP.client_id, company),
-                                             self.token_policy, with_refresh_token=True)
+            issued = self.tokens.start_grant(
+                self._consent(DEFAULT_USER, DEFAULT_APP.client_id, company),
+                self.token_policy,
+                with_refresh_token=True,
+            )
             response = self._token_response(issued)
             response["expires_at"] = issued.access.expires_at.timestamp()
-            response["company"] = {"id": company.company_id, "name": company.name,
-                                   "subdomain": company.company["subdomain"]}
+            response["company"] = {
+                "id": company.company_id,
+                "name": company.name,
+                "subdomain": company.company["subdomain"],
+            }
             return response
 
     def revoke_consent(self, user_id: str | None = None) -> None:
@@ -434,13 +478,19 @@ class FreeAgentSimulator(LedgerSimulator):
             return self._rate_limited(self.settings.minute_limit, 60, rule.retry_after)
         if rule.kind is FaultKind.SERVER_ERROR:
             return self._error(500, "Sorry, something went wrong. Please try again later.")
-        return Response("FreeAgent is down for maintenance. Please try again shortly.", status=503,
-                        content_type="text/plain; charset=utf-8")
+        return Response(
+            "FreeAgent is down for maintenance. Please try again shortly.",
+            status=503,
+            content_type="text/plain; charset=utf-8",
+        )
 
     def _rate_limited(self, limit: int, window: int, retry_after: int | None = None) -> Response:
-        return Response(f"You must not exceed {limit} requests per {window} seconds", status=429,
-                        content_type="text/plain; charset=utf-8",
-                        headers={"Retry-After": str(retry_after or self.settings.retry_after_seconds)})
+        return Response(
+            f"You must not exceed {limit} requests per {window} seconds",
+            status=429,
+            content_type="text/plain; charset=utf-8",
+            headers={"Retry-After": str(retry_after or self.settings.retry_after_seconds)},
+        )
 
     def _error(self, status: int, *messages: str, headers: dict[str, str] | None = None) -> Response:
         """FreeAgent's error envelope (422 validation, and 400/401/403/404)."""
@@ -457,17 +507,28 @@ class FreeAgentSimulator(LedgerSimulator):
         app.add_url_rule("/v2/approve_app", "approve_app", self._approve_app, methods=["GET", "POST"])
         app.add_url_rule("/v2/token_endpoint", "token_endpoint", self._token_endpoint, methods=["POST"])
         app.add_url_rule("/v2/token_endpoint/revoke", "revoke", self._revoke, methods=["POST"])
-        app.add_url_rule("/v2/attachments/<int:attachment_id>/content", "attachment_content",
-                         self._attachment_content, methods=["GET"])
+        app.add_url_rule(
+            "/v2/attachments/<int:attachment_id>/content",
+            "attachment_content",
+            self._attachment_content,
+            methods=["GET"],
+        )
         app.add_url_rule("/v2/<path:subpath>", "api", self._api, methods=["GET", "POST", "PUT", "DELETE"])
-        app.add_url_rule("/_sandbox/permission-level", "sandbox_permission_level",
-                         self._control_permission_level, methods=["POST"])
+        app.add_url_rule(
+            "/_sandbox/permission-level",
+            "sandbox_permission_level",
+            self._control_permission_level,
+            methods=["POST"],
+        )
 
     def _control_permission_level(self) -> Response:
         payload = request_json_object()
         try:
-            self.set_permission_level(int(payload.get("level", -1)), payload.get("company"),
-                                      payload.get("email") or DEFAULT_USER.email)
+            self.set_permission_level(
+                int(payload.get("level", -1)),
+                payload.get("company"),
+                payload.get("email") or DEFAULT_USER.email,
+            )
         except (TypeError, ValueError) as error:
             return sandbox_bad_request(str(error))
         return json_response({"level": int(payload["level"]), "company": payload.get("company")})
@@ -476,25 +537,36 @@ class FreeAgentSimulator(LedgerSimulator):
 
     def _approve_app(self) -> Response:
         authorize = read_authorize_request(
-            self.apps, _APPROVE_PARAMS, "FreeAgent",
+            self.apps,
+            _APPROVE_PARAMS,
+            "FreeAgent",
             unknown_client=("invalid_client", "The app is not recognised (check client_id)"),
-            bad_redirect=("invalid_redirect_uri", "The redirect_uri does not match one registered for this app"))
+            bad_redirect=(
+                "invalid_redirect_uri",
+                "The redirect_uri does not match one registered for this app",
+            ),
+        )
         if isinstance(authorize, Response):
             return authorize
         params, app = authorize.params, authorize.app
 
         def approve(user: SandboxUser, company: FreeAgentCompany) -> Response:
             with self.lock:
-                code = self.codes.issue(self._consent(user, app.client_id, company, authorize.redirect_uri),
-                                        self.settings.authorization_code_ttl_seconds)
+                code = self.codes.issue(
+                    self._consent(user, app.client_id, company, authorize.redirect_uri),
+                    self.settings.authorization_code_ttl_seconds,
+                )
             return authorize.back({"code": code})
 
         if request.method == "GET":
             if self.auto_consent:
                 if self.auto_consent_deny:
                     return authorize.back_with_error("access_denied")
-                chosen = (self.company(self.auto_consent_company) if self.auto_consent_company
-                          else next(iter(self.companies.values())))
+                chosen = (
+                    self.company(self.auto_consent_company)
+                    if self.auto_consent_company
+                    else next(iter(self.companies.values()))
+                )
                 return approve(DEFAULT_USER, chosen)
             return self._consent_page(app, params)
         if consent_cancelled():
@@ -509,20 +581,26 @@ class FreeAgentSimulator(LedgerSimulator):
             return self._consent_page(app, params, f"You are not a user of {company.name}.")
         return approve(user, company)
 
-    def _consent_page(self, app: RegisteredApp, params: Mapping[str, str | None], error: str | None = None
-                      ) -> Response:
+    def _consent_page(
+        self, app: RegisteredApp, params: Mapping[str, str | None], error: str | None = None
+    ) -> Response:
         chosen = request.form.get("organisation") if request.method == "POST" else None
         companies = list(self.companies.values())
         return consent_page(
             brand="FreeAgent",
             app_name=app.name,
-            scope_lines=["Read and change the accounts of the company you choose, as far as your "
-                         "FreeAgent permission level allows"],
+            scope_lines=[
+                "Read and change the accounts of the company you choose, as far as your "
+                "FreeAgent permission level allows"
+            ],
             action=request.path,
             hidden=params,
-            organisations=[OrganisationChoice(c.company_id, c.name,
-                                              checked=c.company_id == chosen or (chosen is None and index == 0))
-                           for index, c in enumerate(companies)],
+            organisations=[
+                OrganisationChoice(
+                    c.company_id, c.name, checked=c.company_id == chosen or (chosen is None and index == 0)
+                )
+                for index, c in enumerate(companies)
+            ],
             organisation_legend="Company to connect (one per approval)",
             multiple=False,
             username=posted_username(),
@@ -552,8 +630,12 @@ class FreeAgentSimulator(LedgerSimulator):
     @staticmethod
     def _basic_denied() -> Response:
         """What FreeAgent's token endpoints answer a client that fails HTTP Basic authentication."""
-        return Response(_BASIC_DENIED, status=401, content_type="text/plain; charset=utf-8",
-                        headers={"WWW-Authenticate": 'Basic realm="Application"'})
+        return Response(
+            _BASIC_DENIED,
+            status=401,
+            content_type="text/plain; charset=utf-8",
+            headers={"WWW-Authenticate": 'Basic realm="Application"'},
+        )
 
     def _token_endpoint(self) -> Response:
         missing = self._missing_user_agent()
@@ -569,8 +651,12 @@ class FreeAgentSimulator(LedgerSimulator):
             grant_type = form.get("grant_type")
             if grant_type == "authorization_code":
                 with self.lock:
-                    consent = self.codes.redeem(form.get("code"), client_id=app.client_id,
-                                                redirect_uri=form.get("redirect_uri"), code_verifier=None)
+                    consent = self.codes.redeem(
+                        form.get("code"),
+                        client_id=app.client_id,
+                        redirect_uri=form.get("redirect_uri"),
+                        code_verifier=None,
+                    )
                     issued = self.tokens.start_grant(consent, self.token_policy, with_refresh_token=True)
             elif grant_type == "refresh_token":
                 refresh_token = str(form.get("refresh_token") or "")
@@ -578,9 +664,13 @@ class FreeAgentSimulator(LedgerSimulator):
                 if limited is not None:
                     return limited
                 with self.lock:
-                    issued = self.tokens.refresh(refresh_token, client_id=app.client_id, policy=self.token_policy)
+                    issued = self.tokens.refresh(
+                        refresh_token, client_id=app.client_id, policy=self.token_policy
+                    )
             else:
-                raise OAuthError("unsupported_grant_type", "grant_type must be authorization_code or refresh_token")
+                raise OAuthError(
+                    "unsupported_grant_type", "grant_type must be authorization_code or refresh_token"
+                )
         except OAuthError as error:
             body = error.body(with_description=self.settings.invalid_grant_description)
             return json_response(body, error.status, NO_STORE_HEADERS)
@@ -651,8 +741,12 @@ class FreeAgentSimulator(LedgerSimulator):
             key = (access.client_id, access.user_id, company.company_id)
             testing = parse_bool(request.headers.get("X-RateLimit-Test"))
             minute_limit = self.settings.test_header_minute_limit if testing else self.settings.minute_limit
-            refused = self.windows.acquire([WindowCheck("minute", minute_limit, 60, key),
-                                            WindowCheck("hour", self.settings.hour_limit, 3600, key)])
+            refused = self.windows.acquire(
+                [
+                    WindowCheck("minute", minute_limit, 60, key),
+                    WindowCheck("hour", self.settings.hour_limit, 3600, key),
+                ]
+            )
             if refused is not None:
                 return self._rate_limited(refused.limit, refused.window_seconds)
 
@@ -663,8 +757,11 @@ class FreeAgentSimulator(LedgerSimulator):
         route, params = matched
         required = self.settings.permission_levels.get(route.permission, 8)
         if user["permission_level"] < required:
-            return self._error(403, f"You need permission level {required} or above to do this; "
-                                    f"yours is {user['permission_level']}")
+            return self._error(
+                403,
+                f"You need permission level {required} or above to do this; "
+                f"yours is {user['permission_level']}",
+            )
         call = ApiCall(company, access, user, params, self._origin())
         return self.run_in_flight(lambda: route.handler(call))
 
@@ -689,25 +786,89 @@ class FreeAgentSimulator(LedgerSimulator):
             r("GET", ("bills",), "bills", self._get_bills),
             r("GET", ("bills", "{id}"), "bills", self._get_bill),
             r("POST", ("bills",), "bills", self._post_bill),
+            r("PUT", ("bills", "{id}"), "bills", self._put_bill),
             r("GET", ("invoices",), "invoices", self._get_invoices),
             r("GET", ("invoices", "{id}"), "invoices", self._get_invoice),
             r("POST", ("invoices",), "invoices", self._post_invoice),
             r("GET", ("expenses",), "expenses", self._get_expenses),
             r("GET", ("expenses", "{id}"), "expenses", self._get_expense),
             r("POST", ("expenses",), "expenses", self._post_expenses),
-            r("GET", ("bank_transaction_explanations",), "bank_transaction_explanations",
-              self._get_explanations),
-            r("GET", ("bank_transaction_explanations", "{id}"), "bank_transaction_explanations",
-              self._get_explanation),
-            r("POST", ("bank_transaction_explanations",), "bank_transaction_explanations",
-              self._post_explanation),
+            r("PUT", ("expenses", "{id}"), "expenses", self._put_expense),
+            r(
+                "GET",
+                ("bank_transaction_explanations",),
+                "bank_transaction_explanations",
+                self._get_explanations,
+            ),
+            r(
+                "GET",
+                ("bank_transaction_explanations", "{id}"),
+                "bank_transaction_explanations",
+                self._get_explanation,
+            ),
+            r(
+                "POST",
+                ("bank_transaction_explanations",),
+                "bank_transaction_explanations",
+                self._post_explanation,
+            ),
             r("GET", ("attachments", "{id}"), "attachments", self._get_attachment),
         ]
 
+    # -- document updates --------------------------------------------------------------------------
+
+    # FreeAgent updates a bill or expense with a PUT whose root element holds the attributes to
+    # change (200 OK). The sandbox takes the one update a publishing client needs: adding the
+    # document's attachment afterwards, validated by the same rules as an inline attachment.
+
+    def _put_bill(self, call: ApiCall) -> Response:
+        return self._put_attachment(
+            call, call.company.bills, "bill", lambda b: bill_view(b, self.clock.today())
+        )
+
+    def _put_expense(self, call: ApiCall) -> Response:
+        return self._put_attachment(call, call.company.expenses, "expense", lambda e: e)
+
+    def _put_attachment(
+        self, call: ApiCall, store: dict[int, Record], root: str, view: Callable[[Record], Record]
+    ) -> Response:
+        record = self._record(store, call.params["id"])
+        if record is None:
+            return self._error(404, "Resource not found")
+        payload = request_json()
+        changes = payload.get(root) if isinstance(payload, dict) else None
+        if not isinstance(changes, dict):
+            return self._error(422, f"The request must be JSON with a root {root} element")
+        if set(changes) != {"attachment"}:
+            return self._error(422, "This sandbox update takes only the attachment attribute")
+        errors = _Errors()
+        upload = _attachment(self._write_context(call), changes["attachment"], errors)
+        if errors or upload is None:
+            return self._error(422, *(errors or ["Attachment can't be blank"]))
+        now = whole_seconds(self.clock.now())
+        stored = store_attachment(call.company, upload, now)
+        assert stored is not None
+        with self.lock:
+            record["attachment"] = stored
+            record["updated_at"] = now
+        wire = render(stored, call.origin)
+        self.write_log.record(
+            org=call.company.company_id, kind="Attachment", object_id=wire["url"], body=wire
+        )
+        self.write_log.record(
+            org=call.company.company_id,
+            kind=root.capitalize(),
+            object_id=render(record, call.origin)["url"],
+            body={"attachment": wire},
+            action="update",
+        )
+        return json_response({root: render(view(record), call.origin)}, 200)
+
     # -- list helpers ----------------------------------------------------------------------------
 
-    def _page(self, call: ApiCall, key: str, rows: list[Record], view: Callable[[Record], Record] = lambda r: r
-              ) -> Response:
+    def _page(
+        self, call: ApiCall, key: str, rows: list[Record], view: Callable[[Record], Record] = lambda r: r
+    ) -> Response:
         """One page of ``rows`` with FreeAgent's ``Link`` and ``X-Total-Count`` headers."""
         try:
             page = int(request.args.get("page") or 1)
@@ -718,7 +879,7 @@ class FreeAgentSimulator(LedgerSimulator):
         per_page = max(1, min(per_page, self.settings.max_page_size))  # larger sizes are clamped
         last = max(1, math.ceil(len(rows) / per_page))
         start = (page - 1) * per_page
-        body = {key: [render(view(r), call.origin) for r in rows[start:start + per_page]]}
+        body = {key: [render(view(r), call.origin) for r in rows[start : start + per_page]]}
 
         def link(target: int) -> str:
             query = [(k, v) for k, v in request.args.items(multi=True) if k not in {"page", "per_page"}]
@@ -751,14 +912,17 @@ class FreeAgentSimulator(LedgerSimulator):
 
     def _dates(self) -> tuple[date | None, date | None] | Response:
         try:
-            from_date = date.fromisoformat(request.args["from_date"]) if request.args.get("from_date") else None
+            from_date = (
+                date.fromisoformat(request.args["from_date"]) if request.args.get("from_date") else None
+            )
             to_date = date.fromisoformat(request.args["to_date"]) if request.args.get("to_date") else None
         except ValueError:
             return self._error(400, "from_date and to_date must be dates (YYYY-MM-DD)")
         return from_date, to_date
 
-    def _sorted(self, rows: list[Record], default: str, keys: dict[str, Callable[[Record], Any]]
-                ) -> list[Record] | Response:
+    def _sorted(
+        self, rows: list[Record], default: str, keys: dict[str, Callable[[Record], Any]]
+    ) -> list[Record] | Response:
         sort = request.args.get("sort") or default
         descending = sort.startswith("-")
         key = keys.get(sort.lstrip("-"))
@@ -771,8 +935,9 @@ class FreeAgentSimulator(LedgerSimulator):
         raw = request.args.get(name)
         if not raw:
             return None
-        ident = ReferenceReader(call.origin, origin_must_match=self.settings.reference_origin_must_match).read(
-            raw, collection)
+        ident = ReferenceReader(
+            call.origin, origin_must_match=self.settings.reference_origin_must_match
+        ).read(raw, collection)
         if ident is None:
             return self._error(400, f"{name} must be the URL of a {collection[:-1]}")
         return f"/v2/{collection}/{ident}"
@@ -784,8 +949,9 @@ class FreeAgentSimulator(LedgerSimulator):
     def _record(store: dict[Any, Record], ident: str) -> Record | None:
         return store.get(int(ident)) if ident.isdigit() else None
 
-    def _one(self, call: ApiCall, key: str, record: Record | None,
-             view: Callable[[Record], Record] = lambda r: r) -> Response:
+    def _one(
+        self, call: ApiCall, key: str, record: Record | None, view: Callable[[Record], Record] = lambda r: r
+    ) -> Response:
         if record is None:
             return self._error(404, "Resource not found")
         return json_response({key: render(view(record), call.origin)})
@@ -803,8 +969,9 @@ class FreeAgentSimulator(LedgerSimulator):
         if view not in _USER_VIEWS:
             return self._unknown_view(view, _USER_VIEWS)
         advisors = view in {"advisors", "active_advisors"}
-        rows = [u for u in call.company.users.values()
-                if (u["role"] == "Accountant") == advisors or view == "all"]
+        rows = [
+            u for u in call.company.users.values() if (u["role"] == "Accountant") == advisors or view == "all"
+        ]
         if view.startswith("active_"):
             rows = [u for u in rows if not u.get("_hidden")]
         return self._page(call, "users", rows)
@@ -827,8 +994,17 @@ class FreeAgentSimulator(LedgerSimulator):
 
     # -- contacts ----------------------------------------------------------------------------------
 
-    _CONTACT_VIEWS = ("all", "active", "clients", "suppliers", "active_projects", "completed_projects",
-                      "open_clients", "open_suppliers", "hidden")
+    _CONTACT_VIEWS = (
+        "all",
+        "active",
+        "clients",
+        "suppliers",
+        "active_projects",
+        "completed_projects",
+        "open_clients",
+        "open_suppliers",
+        "hidden",
+    )
 
     def _contact_view_filter(self, company: FreeAgentCompany, view: str) -> Callable[[Record], bool]:
         def with_projects(status: str) -> set[str]:
@@ -840,10 +1016,14 @@ class FreeAgentSimulator(LedgerSimulator):
         if view == "hidden":
             return lambda c: c["status"] == "Hidden"
         if view == "clients":  # "Show all clients" [src]: hidden ones too
-            return lambda c: c["_is_customer"] or any(i["contact"] == c["url"] for i in company.invoices.values())
+            return lambda c: (
+                c["_is_customer"] or any(i["contact"] == c["url"] for i in company.invoices.values())
+            )
         if view == "suppliers":  # "Show only active suppliers" [src]
-            return lambda c: c["status"] == "Active" and (
-                c["_is_supplier"] or any(b["contact"] == c["url"] for b in company.bills.values()))
+            return lambda c: (
+                c["status"] == "Active"
+                and (c["_is_supplier"] or any(b["contact"] == c["url"] for b in company.bills.values()))
+            )
         if view == "active_projects":
             active = with_projects("Active")
             return lambda c: c["url"] in active
@@ -851,7 +1031,9 @@ class FreeAgentSimulator(LedgerSimulator):
             completed = with_projects("Completed")
             return lambda c: c["url"] in completed
         if view == "open_clients":
-            open_ids = {i["contact"] for i in company.invoices.values() if i["status"] != "Draft" and i["due_value"]}
+            open_ids = {
+                i["contact"] for i in company.invoices.values() if i["status"] != "Draft" and i["due_value"]
+            }
             return lambda c: c["url"] in open_ids
         if view == "open_suppliers":
             open_ids = {b["contact"] for b in company.bills.values() if bill_view(b, today)["due_value"]}
@@ -867,9 +1049,15 @@ class FreeAgentSimulator(LedgerSimulator):
             return since
         wanted, fresh = self._contact_view_filter(call.company, view), self._updated_after(since)
         rows = [c for c in call.company.contacts.values() if wanted(c) and fresh(c)]
-        ordered = self._sorted(rows, "name", {"name": lambda c: (contact_sort_name(c), c["url"]),
-                                              "created_at": _sort_key("created_at"),
-                                              "updated_at": _sort_key("updated_at")})
+        ordered = self._sorted(
+            rows,
+            "name",
+            {
+                "name": lambda c: (contact_sort_name(c), c["url"]),
+                "created_at": _sort_key("created_at"),
+                "updated_at": _sort_key("updated_at"),
+            },
+        )
         return ordered if isinstance(ordered, Response) else self._page(call, "contacts", ordered)
 
     def _get_contact(self, call: ApiCall) -> Response:
@@ -881,13 +1069,22 @@ class FreeAgentSimulator(LedgerSimulator):
     # -- price list items, projects, bank accounts --------------------------------------------------
 
     def _get_price_list_items(self, call: ApiCall) -> Response:
-        ordered = self._sorted(list(call.company.price_list_items.values()), "code", {
-            "code": _sort_key("code"), "description": _sort_key("description"),
-            "created_at": _sort_key("created_at"), "updated_at": _sort_key("updated_at")})
+        ordered = self._sorted(
+            list(call.company.price_list_items.values()),
+            "code",
+            {
+                "code": _sort_key("code"),
+                "description": _sort_key("description"),
+                "created_at": _sort_key("created_at"),
+                "updated_at": _sort_key("updated_at"),
+            },
+        )
         return ordered if isinstance(ordered, Response) else self._page(call, "price_list_items", ordered)
 
     def _get_price_list_item(self, call: ApiCall) -> Response:
-        return self._one(call, "price_list_item", self._record(call.company.price_list_items, call.params["id"]))
+        return self._one(
+            call, "price_list_item", self._record(call.company.price_list_items, call.params["id"])
+        )
 
     def _get_projects(self, call: ApiCall) -> Response:
         view = request.args.get("view") or self.settings.projects_default_view
@@ -896,23 +1093,40 @@ class FreeAgentSimulator(LedgerSimulator):
         contact = self._reference_filter(call, "contact", "contacts")
         if isinstance(contact, Response):
             return contact
-        rows = [p for p in call.company.projects.values()
-                if (view == "all" or p["status"] == _PROJECT_VIEWS[view]) and (contact is None or p["contact"] == contact)]
-        ordered = self._sorted(rows, "name", {
-            "name": _sort_key("name"), "contact_name": _sort_key("contact_name"),
-            "contact_display_name": _sort_key("contact_name"), "created_at": _sort_key("created_at"),
-            "updated_at": _sort_key("updated_at")})
+        rows = [
+            p
+            for p in call.company.projects.values()
+            if (view == "all" or p["status"] == _PROJECT_VIEWS[view])
+            and (contact is None or p["contact"] == contact)
+        ]
+        ordered = self._sorted(
+            rows,
+            "name",
+            {
+                "name": _sort_key("name"),
+                "contact_name": _sort_key("contact_name"),
+                "contact_display_name": _sort_key("contact_name"),
+                "created_at": _sort_key("created_at"),
+                "updated_at": _sort_key("updated_at"),
+            },
+        )
         return ordered if isinstance(ordered, Response) else self._page(call, "projects", ordered)
 
     def _get_project(self, call: ApiCall) -> Response:
-        return self._one(call, "project", self._record(call.company.projects, call.params["id"]),
-                         lambda p: {**p, "is_deletable": False})
+        return self._one(
+            call,
+            "project",
+            self._record(call.company.projects, call.params["id"]),
+            lambda p: {**p, "is_deletable": False},
+        )
 
     def _get_bank_accounts(self, call: ApiCall) -> Response:
         view = request.args.get("view")
         if view is not None and view not in _BANK_VIEWS:
             return self._unknown_view(view, list(_BANK_VIEWS))
-        rows = [b for b in call.company.bank_accounts.values() if view is None or b["type"] == _BANK_VIEWS[view]]
+        rows = [
+            b for b in call.company.bank_accounts.values() if view is None or b["type"] == _BANK_VIEWS[view]
+        ]
         return self._page(call, "bank_accounts", rows)
 
     def _get_bank_account(self, call: ApiCall) -> Response:
@@ -935,25 +1149,39 @@ class FreeAgentSimulator(LedgerSimulator):
         assert not isinstance(since, Response) and not isinstance(dates, Response)
         from_date, to_date = dates
         today, fresh = self.clock.today(), self._updated_after(since)
-        statuses = {"open": {"Open"}, "overdue": {"Overdue"}, "open_or_overdue": {"Open", "Overdue"},
-                    "paid": {"Paid"}}.get(view)
+        statuses = {
+            "open": {"Open"},
+            "overdue": {"Overdue"},
+            "open_or_overdue": {"Open", "Overdue"},
+            "paid": {"Paid"},
+        }.get(view)
         rows = []
         for bill in call.company.bills.values():
             shown = bill_view(bill, today)
-            if (fresh(bill) and (statuses is None or shown["status"] in statuses)
-                    and view not in {"recurring", "hire_purchase", "cis"}
-                    and (contact is None or bill["contact"] == contact)
-                    and (project is None or bill.get("project") == project
-                         or any(i.get("project") == project for i in bill["bill_items"]))
-                    and (from_date is None or bill["dated_on"] >= from_date)
-                    and (to_date is None or bill["dated_on"] <= to_date)):
+            if (
+                fresh(bill)
+                and (statuses is None or shown["status"] in statuses)
+                and view not in {"recurring", "hire_purchase", "cis"}
+                and (contact is None or bill["contact"] == contact)
+                and (
+                    project is None
+                    or bill.get("project") == project
+                    or any(i.get("project") == project for i in bill["bill_items"])
+                )
+                and (from_date is None or bill["dated_on"] >= from_date)
+                and (to_date is None or bill["dated_on"] <= to_date)
+            ):
                 rows.append(bill)
         nested = parse_bool(request.args.get("nested_bill_items"))
         return self._page(call, "bills", rows, lambda b: bill_view(b, today, nested_items=nested))
 
     def _get_bill(self, call: ApiCall) -> Response:
-        return self._one(call, "bill", self._record(call.company.bills, call.params["id"]),
-                         lambda b: bill_view(b, self.clock.today()))
+        return self._one(
+            call,
+            "bill",
+            self._record(call.company.bills, call.params["id"]),
+            lambda b: bill_view(b, self.clock.today()),
+        )
 
     def _post_bill(self, call: ApiCall) -> Response:
         return self._create(call, "bill", prepare_bill, lambda b: bill_view(b, self.clock.today()))
@@ -974,13 +1202,24 @@ class FreeAgentSimulator(LedgerSimulator):
                 return problem
         assert not isinstance(since, Response)
         fresh = self._updated_after(since)
-        statuses = None if view == "all" else {"draft": {"Draft"}, "paid": {"Paid"}}.get(view, {"Open", "Overdue"})
-        rows = [i for i in call.company.invoices.values()
-                if fresh(i) and (statuses is None or i["status"] in statuses)
-                and (contact is None or i["contact"] == contact) and (project is None or i.get("project") == project)]
+        statuses = (
+            None if view == "all" else {"draft": {"Draft"}, "paid": {"Paid"}}.get(view, {"Open", "Overdue"})
+        )
+        rows = [
+            i
+            for i in call.company.invoices.values()
+            if fresh(i)
+            and (statuses is None or i["status"] in statuses)
+            and (contact is None or i["contact"] == contact)
+            and (project is None or i.get("project") == project)
+        ]
         nested = parse_bool(request.args.get("nested_invoice_items"))
-        return self._page(call, "invoices", rows,
-                          lambda i: i if nested else {k: v for k, v in i.items() if k != "invoice_items"})
+        return self._page(
+            call,
+            "invoices",
+            rows,
+            lambda i: i if nested else {k: v for k, v in i.items() if k != "invoice_items"},
+        )
 
     def _get_invoice(self, call: ApiCall) -> Response:
         return self._one(call, "invoice", self._record(call.company.invoices, call.params["id"]))
@@ -1006,10 +1245,16 @@ class FreeAgentSimulator(LedgerSimulator):
         assert not isinstance(since, Response) and not isinstance(dates, Response)
         from_date, to_date = dates
         fresh, everyone = self._updated_after(since), self._may_act_for_others(call)
-        rows = [e for e in call.company.expenses.values()
-                if fresh(e) and view != "recurring" and (everyone or e["user"] == call.user["url"])
-                and (project is None or e.get("project") == project)
-                and (from_date is None or e["dated_on"] >= from_date) and (to_date is None or e["dated_on"] <= to_date)]
+        rows = [
+            e
+            for e in call.company.expenses.values()
+            if fresh(e)
+            and view != "recurring"
+            and (everyone or e["user"] == call.user["url"])
+            and (project is None or e.get("project") == project)
+            and (from_date is None or e["dated_on"] >= from_date)
+            and (to_date is None or e["dated_on"] <= to_date)
+        ]
         return self._page(call, "expenses", rows)
 
     def _get_expense(self, call: ApiCall) -> Response:
@@ -1026,7 +1271,9 @@ class FreeAgentSimulator(LedgerSimulator):
         if not isinstance(elements, list) or not elements:
             return self._error(422, "Expenses must be a non-empty array")
         ctx = self._write_context(call)
-        prepared = [prepare_expense(ctx, element, label=f"Expense {n}: ") for n, element in enumerate(elements, 1)]
+        prepared = [
+            prepare_expense(ctx, element, label=f"Expense {n}: ") for n, element in enumerate(elements, 1)
+        ]
         failed = [message for p in prepared for message in p.errors]
         if failed and self.settings.expense_batch_mode == "all_or_nothing":
             return self._error(422, *failed)
@@ -1043,7 +1290,9 @@ class FreeAgentSimulator(LedgerSimulator):
         if isinstance(bank_account, Response):
             return bank_account
         if bank_account is None:
-            return self._error(422, "bank_account is required (the URL of one of the company's bank accounts)")
+            return self._error(
+                422, "bank_account is required (the URL of one of the company's bank accounts)"
+            )
         since, dates = self._since(), self._dates()
         for problem in (since, dates):
             if isinstance(problem, Response):
@@ -1051,14 +1300,20 @@ class FreeAgentSimulator(LedgerSimulator):
         assert not isinstance(since, Response) and not isinstance(dates, Response)
         from_date, to_date = dates
         fresh = self._updated_after(since)
-        rows = [x for x in call.company.explanations.values()
-                if x["bank_account"] == bank_account and fresh(x)
-                and (from_date is None or x["dated_on"] >= from_date) and (to_date is None or x["dated_on"] <= to_date)]
+        rows = [
+            x
+            for x in call.company.explanations.values()
+            if x["bank_account"] == bank_account
+            and fresh(x)
+            and (from_date is None or x["dated_on"] >= from_date)
+            and (to_date is None or x["dated_on"] <= to_date)
+        ]
         return self._page(call, "bank_transaction_explanations", rows)
 
     def _get_explanation(self, call: ApiCall) -> Response:
-        return self._one(call, "bank_transaction_explanation",
-                         self._record(call.company.explanations, call.params["id"]))
+        return self._one(
+            call, "bank_transaction_explanation", self._record(call.company.explanations, call.params["id"])
+        )
 
     def _post_explanation(self, call: ApiCall) -> Response:
         return self._create(call, "bank_transaction_explanation", prepare_explanation)
@@ -1073,30 +1328,44 @@ class FreeAgentSimulator(LedgerSimulator):
             for company in self.companies.values():
                 if attachment_id in company.attachment_content:
                     record = company.attachments[attachment_id]
-                    return Response(company.attachment_content[attachment_id], status=200,
-                                    content_type=record["content_type"])
+                    return Response(
+                        company.attachment_content[attachment_id],
+                        status=200,
+                        content_type=record["content_type"],
+                    )
         return Response("Not Found", status=404, content_type="text/plain")
 
     # -- writes ----------------------------------------------------------------------------------------
 
     def _write_context(self, call: ApiCall) -> WriteContext:
         return WriteContext(
-            company=call.company, settings=self.settings, today=self.clock.today(),
+            company=call.company,
+            settings=self.settings,
+            today=self.clock.today(),
             refs=ReferenceReader(call.origin, origin_must_match=self.settings.reference_origin_must_match),
-            acting_user_id=call.user_id, may_act_for_others=self._may_act_for_others(call),
+            acting_user_id=call.user_id,
+            may_act_for_others=self._may_act_for_others(call),
         )
 
-    def _commit(self, call: ApiCall, prepared: Prepared, view: Callable[[Record], Record] = lambda r: r
-                ) -> Record:
+    def _commit(
+        self, call: ApiCall, prepared: Prepared, view: Callable[[Record], Record] = lambda r: r
+    ) -> Record:
         """Apply a validated write and log it. No idempotency: every call creates a new object."""
         assert prepared.apply is not None
         record = prepared.apply(whole_seconds(self.clock.now()))
         wire: Record = render(view(record), call.origin)
-        self.write_log.record(org=call.company.company_id, kind=prepared.kind, object_id=wire["url"], body=wire)
+        self.write_log.record(
+            org=call.company.company_id, kind=prepared.kind, object_id=wire["url"], body=wire
+        )
         return wire
 
-    def _create(self, call: ApiCall, root: str, prepare: Callable[[WriteContext, Any], Prepared],
-                view: Callable[[Record], Record] = lambda r: r) -> Response:
+    def _create(
+        self,
+        call: ApiCall,
+        root: str,
+        prepare: Callable[[WriteContext, Any], Prepared],
+        view: Callable[[Record], Record] = lambda r: r,
+    ) -> Response:
         payload = request_json()
         if not isinstance(payload, dict) or not isinstance(payload.get(root), dict):
             return self._error(422, f"The request must be JSON with a root {root} element")

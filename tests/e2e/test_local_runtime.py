@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,20 +51,24 @@ def local() -> Iterator[dict[str, str]]:
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    urls: dict[str, str] = {}
-    deadline = time.monotonic() + 90
-    assert process.stdout is not None
-    while time.monotonic() < deadline and "ready" not in urls:
-        line = process.stdout.readline()
-        if not line:
-            break
-        words = line.split()
-        if words and words[0] in ("API", "xero"):
-            urls[words[0]] = words[1]
-        if line.startswith("Mint a sign-in token"):
-            urls["ready"] = "yes"
+    output: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:  # a thread, so a silent process cannot block the deadline below
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            if line.startswith("Mint a sign-in token"):
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
     try:
-        assert urls.get("ready"), f"ledgerlink local did not start: {urls}"
+        assert ready.wait(120), "ledgerlink local did not start:\n" + "".join(output[-40:])
+        urls = {
+            words[0]: words[1]
+            for words in (line.split() for line in output)
+            if words and words[0] in ("API", "xero")
+        }
         yield urls
     finally:
         process.terminate()
