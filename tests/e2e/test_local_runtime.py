@@ -67,7 +67,7 @@ def local() -> Iterator[dict[str, str]]:
         urls = {
             words[0]: words[1]
             for words in (line.split() for line in output)
-            if words and words[0] in ("API", "xero")
+            if words and words[0] in ("API", "xero", "quickbooks", "sage", "freeagent", "kashflow")
         }
         yield urls
     finally:
@@ -138,3 +138,99 @@ def test_the_openapi_document_covers_every_route(local: dict[str, str]):
         if route.path != "/v1/openapi.json":  # the document does not describe itself
             assert route.method.lower() in document["paths"][route.path], route
     assert document["paths"]["/v1/oauth/callback"]["get"]["security"] == []
+
+
+KASHFLOW = {"username": "demo", "password": "demo-password", "memorable_word": "ledgerlink"}
+
+
+def _wait_until(check, what: str, seconds: float = 60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("provider", ["xero", "quickbooks", "sage", "freeagent", "kashflow"])
+def test_every_ledger_connects_reconnects_changes_and_disconnects_over_http(
+    local: dict[str, str], provider: str
+):
+    """Through `ledgerlink local`: the ledger's consent page filled in as a person would (signing
+    in, ticking the organisation), or KashFlow's login."""
+    base = local["API"].removesuffix("/v1")
+    api = httpx.Client(
+        base_url=base,
+        headers={"Authorization": f"Bearer {_cli('token', '--business', f'e2e-{provider}')}"},
+        timeout=30,
+    )
+    simulator = local[provider] if provider in local else None
+    browser = httpx.Client(timeout=30)
+
+    def consent(authorize_url: str, organisation: str | None) -> httpx.Response:
+        """Sign in on the simulator's consent page; tick ``organisation`` (or all offered)."""
+        page = browser.get(authorize_url)
+        if page.status_code == 302:  # auto-consent is on for this runtime
+            return browser.get(page.headers["location"])
+        offered = [o["id"] for o in browser.get(f"{simulator}/_sandbox/organisations").json()]
+        form = {
+            "username": "admin@example.com",
+            "password": "sandbox",
+            "organisation": [organisation] if organisation else offered,
+            "action": "allow",
+        }
+        answer = browser.post(authorize_url, data=form)
+        return browser.get(answer.headers["location"])
+
+    if provider == "kashflow":
+        assert (
+            api.post("/v1/connection", json={"provider": provider, "credentials": KASHFLOW}).status_code
+            == 201
+        )
+    else:
+        browser.post(f"{simulator}/_sandbox/auto-consent", json={"enabled": False})
+        first = browser.get(f"{simulator}/_sandbox/organisations").json()[0]["id"]
+        landed = consent(
+            api.post("/v1/connection", json={"provider": provider}).json()["authorize_url"], first
+        )
+        assert landed.status_code == 200, landed.text
+        if landed.json()["status"] == "choose_organisation":
+            api.post("/v1/connection/organisation", json={"organisation_id": first})
+    connected = api.get("/v1/connection").json()
+    assert connected["status"] == "connected", connected
+    _wait_until(
+        lambda: (
+            all(f["refreshed_at"] for f in api.get("/v1/connection").json()["lists"].values())
+            and api.get("/v1/connection").json()["lists"]
+        ),
+        f"{provider}'s first import",
+    )
+
+    # Reconnect: the same organisation again.
+    if provider == "kashflow":
+        again = api.post("/v1/connection/reconnect", json={"credentials": KASHFLOW}).json()["connection"]
+    else:
+        consent(api.post("/v1/connection/reconnect", json={}).json()["authorize_url"], first)
+        again = api.get("/v1/connection").json()
+    assert again["status"] == "connected" and again["organisation"] == connected["organisation"]
+
+    # Change connection: another organisation of the same ledger.
+    if provider == "kashflow":
+        changed = api.post(
+            "/v1/connection/change", json={"credentials": {**KASHFLOW, "username": "joinery"}}
+        ).json()["connection"]
+    else:
+        other = next(
+            o["id"] for o in browser.get(f"{simulator}/_sandbox/organisations").json() if o["id"] != first
+        )
+        landed = consent(api.post("/v1/connection/change", json={}).json()["authorize_url"], other)
+        assert landed.status_code == 200, landed.text
+        if landed.json()["status"] == "choose_organisation":
+            offered = api.get("/v1/connection/organisations").json()["organisations"]
+            api.post("/v1/connection/organisation", json={"organisation_id": offered[0]["id"]})
+        changed = api.get("/v1/connection").json()
+    assert changed["status"] == "connected"
+    assert changed["organisation"]["id"] != connected["organisation"]["id"] and changed["merge_pending"]
+
+    assert api.delete("/v1/connection", params={"keep_lists": "false"}).json()["status"] == "disconnected"
+    assert api.get("/v1/connection").status_code == 404

@@ -143,3 +143,18 @@ def test_consent_denied_at_the_ledger_stores_nothing(service: Service):
     )
     assert (denied.status_code, denied.json()["error"]["code"]) == (400, "oauth_denied")
     assert service.client().get("/v1/connection").status_code == 404
+
+
+def test_a_state_connects_only_the_business_that_started_it(service: Service):
+    """Whoever's browser brings a sign-in back, the connection lands on the business (and user)
+    the state was issued to, never on another one."""
+    business_a, business_b = service.client("biz-a"), service.client("biz-b")
+    started_a = business_a.post("/v1/connection", json={"provider": "xero"}).json()["authorize_url"]
+    business_b.post("/v1/connection", json={"provider": "xero"})
+    landed = service.browser().get(started_a, follow_redirects=True)  # completed from B's browser
+    assert landed.status_code == 200
+    assert business_a.get("/v1/connection").json()["status"] == "pending_organisation"
+    assert business_b.get("/v1/connection").status_code == 404
+    organisations = business_a.get("/v1/connection/organisations").json()["organisations"]
+    refused = business_b.post("/v1/connection/organisation", json={"organisation_id": organisations[0]["id"]})
+    assert refused.status_code == 404
