@@ -164,7 +164,7 @@ def test_every_ledger_connects_reconnects_changes_and_disconnects_over_http(
         headers={"Authorization": f"Bearer {_cli('token', '--business', f'e2e-{provider}')}"},
         timeout=30,
     )
-    simulator = local[provider] if provider in local else None
+    simulator = local.get(provider)
     browser = httpx.Client(timeout=30)
 
     def consent(authorize_url: str, organisation: str | None) -> httpx.Response:
