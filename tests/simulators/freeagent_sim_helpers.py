@@ -48,6 +48,18 @@ class FreeAgentApi(SimApi):
         return follow_pages(self.get(path, params=params), self.get, rows=lambda page: page.json()[key],
                             next_url=lambda page: page.links.get("next", {}).get("url"))
 
+    def pages(self, path: str, key: str, **params: Any) -> list[list[dict[str, Any]]]:
+        """Each page's rows, following ``Link: rel="next"`` until there is none."""
+        pages: list[list[dict[str, Any]]] = []
+
+        def rows(page: httpx.Response) -> list[dict[str, Any]]:
+            pages.append(page.json()[key])
+            return pages[-1]
+
+        follow_pages(self.get(path, params=params), self.get, rows=rows,
+                     next_url=lambda page: page.links.get("next", {}).get("url"))
+        return pages
+
 
 def approve_url(*, state: str = "st-1", redirect_uri: str = REDIRECT_URI, client_id: str = DEFAULT_APP.client_id,
                 response_type: str = "code") -> str:

@@ -53,6 +53,18 @@ class KashFlowApi(SimApi):
         return follow_pages(self.get(path, params=params), self.get, rows=lambda page: page.json()["Data"],
                             next_url=lambda page: page.json()["MetaData"]["NextPageUrl"])
 
+    def pages(self, path: str, **params: Any) -> list[list[dict[str, Any]]]:
+        """Each page's ``Data``, following ``MetaData.NextPageUrl`` until it is null."""
+        pages: list[list[dict[str, Any]]] = []
+
+        def rows(page: httpx.Response) -> list[dict[str, Any]]:
+            pages.append(page.json()["Data"])
+            return pages[-1]
+
+        follow_pages(self.get(path, params=params), self.get, rows=rows,
+                     next_url=lambda page: page.json()["MetaData"]["NextPageUrl"])
+        return pages
+
 
 def purchase(supplier_code: str, **overrides: Any) -> dict[str, Any]:
     """A valid purchase for the Demo Company, overridable field by field (``line`` for the line)."""

@@ -40,6 +40,16 @@ class QboApi(SimApi):
         assert response.status_code == 200, response.text
         return response.json()["QueryResponse"].get(entity, [])
 
+    def pages(self, statement: str, entity: str, page_size: int) -> list[list[dict[str, Any]]]:
+        """Every page of ``statement`` by ``STARTPOSITION``/``MAXRESULTS``, up to the first page
+        shorter than ``page_size`` (perhaps empty)."""
+        pages: list[list[dict[str, Any]]] = []
+        while True:
+            start = len(pages) * page_size + 1
+            pages.append(self.rows(f"{statement} STARTPOSITION {start} MAXRESULTS {page_size}", entity))
+            if len(pages[-1]) < page_size:
+                return pages
+
 
 def authorize_path(*, state: str = "st-1", scope: str = ACCOUNTING_SCOPE, redirect_uri: str = REDIRECT_URI,
                    **extra: str) -> str:

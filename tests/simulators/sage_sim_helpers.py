@@ -34,6 +34,17 @@ class SageApi(SimApi):
         return follow_pages(self.get(path, params=params), self.get,
                             rows=lambda page: page.json()["$items"], next_url=lambda page: page.json()["$next"])
 
+    def pages(self, path: str, **params: Any) -> list[list[dict[str, Any]]]:
+        """Each page's ``$items``, following ``$next`` until it is null."""
+        pages: list[list[dict[str, Any]]] = []
+
+        def rows(page: httpx.Response) -> list[dict[str, Any]]:
+            pages.append(page.json()["$items"])
+            return pages[-1]
+
+        follow_pages(self.get(path, params=params), self.get, rows=rows, next_url=lambda page: page.json()["$next"])
+        return pages
+
 
 def authorize_path(*, state: str = "st-1", scope: str = "full_access", **extra: str) -> str:
     params = {"filter": "apiv3.1", "response_type": "code", "client_id": DEFAULT_APP.client_id,

@@ -40,6 +40,19 @@ class XeroApi(SimApi):
         url = path if path.startswith("/projects.xro") else f"/api.xro/2.0/{path.lstrip('/')}"
         return self.http.request(method, url, headers=self.headers(**(headers or {})), **kwargs)
 
+    def pages(self, path: str, key: str, page_size: int, *, headers: dict[str, str] | None = None,
+              **params: Any) -> list[list[dict[str, Any]]]:
+        """Every page of a paged collection (``page=1, 2, …``) up to the first page shorter than
+        ``page_size`` (perhaps empty): Xero's stop rule."""
+        pages: list[list[dict[str, Any]]] = []
+        while True:
+            response = self.get(path, params={**params, "page": len(pages) + 1, "pageSize": page_size},
+                                headers=headers)
+            assert response.status_code == 200, response.text
+            pages.append(response.json()[key])
+            if len(pages[-1]) < page_size:
+                return pages
+
 
 def pkce_pair() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
