@@ -50,6 +50,9 @@ class LedgerSession:
     connection_id: str
     organisation_id: str | None
     access_token: Callable[[bool], str]
+    # Called before every API call: the per-connection call budget shared by list refresh and
+    # publishing (it raises RateLimited when the connection's share of the ledger's limit is spent).
+    spend_call: Callable[[], None] = lambda: None
 
 
 @dataclass
@@ -256,6 +259,7 @@ class LedgerAdapter(ABC):
         safe = method.upper() == "GET" if retry_safe is None else retry_safe
         force_refresh = False
         for attempt in range(1, self.config.max_attempts + 1):
+            session.spend_call()
             request_headers = {
                 **self.authorization_headers(session.access_token(force_refresh)),
                 "Accept": "application/json",
