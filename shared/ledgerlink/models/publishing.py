@@ -81,6 +81,11 @@ class PublishPlan(BaseModel):
     gross: Money
     lines: list[PlannedLine]
     bank_account: Resolved | None = None
+    # Paid items: when and how. With bank match on (Xero, Sage) the payment is recorded against the
+    # published document in the bank account, dated like the matching bank line.
+    paid_on: dt.date | None = None
+    payment_method: str | None = None
+    bank_match: bool = False
     document: Document | None = None
     # Sent as the ledger's idempotency mechanism; derived from item id + revision.
     idempotency_key: str

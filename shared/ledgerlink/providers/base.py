@@ -9,7 +9,8 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC, date, timedelta
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import httpx
@@ -65,6 +66,16 @@ class ListFetch:
     high_water: str | None = None
     deleted_remote_ids: list[str] = field(default_factory=list)
     calls: int = 0
+
+
+@dataclass(frozen=True)
+class BankLine:
+    """An unreconciled line on a bank account, as the ledger shows it (what a payment pairs with)."""
+
+    remote_id: str
+    date: date
+    amount: Decimal  # positive: money out of the account
+    description: str = ""
 
 
 @dataclass
@@ -377,6 +388,41 @@ class LedgerAdapter(ABC):
     @abstractmethod
     def publish(self, session: LedgerSession, plan: PublishPlan) -> PublishResult:
         """Create the document the plan describes, exactly once (the plan carries the key)."""
+
+    def publish_batch(self, session: LedgerSession, plans: list[PublishPlan]) -> list[PublishResult | LedgerError]:
+        """Publish several plans, one result or refusal per plan, in order. Ledgers with a batch
+        write override this; the default makes one call per plan. A transient failure (rate
+        limit, outage) is raised for the whole batch: every plan carries its idempotency key, so
+        the retried batch cannot duplicate what already went through."""
+        results: list[PublishResult | LedgerError] = []
+        for plan in plans:
+            try:
+                results.append(self.publish(session, plan))
+            except (Rejected, NotFound) as refused:
+                results.append(refused)
+        return results
+
+    def find_bank_line(
+        self, session: LedgerSession, *, bank_account_remote_id: str, amount: Decimal, earliest: date, latest: date
+    ) -> BankLine | None:
+        """Bank match: the unreconciled line on the account with this amount inside the window."""
+        raise Rejected(f"{self.capabilities.display_name} has no bank match", provider=self.provider)
+
+    def record_payment(
+        self,
+        session: LedgerSession,
+        plan: PublishPlan,
+        result: PublishResult,
+        *,
+        bank_account_remote_id: str,
+        paid_on: date,
+        amount: Decimal,
+        key: str,
+    ) -> str:
+        """Bank match: pay the published document from the bank account (so the ledger's
+        reconciliation pairs it with the bank line); ``key`` makes a retry a replay. Returns the
+        payment's id."""
+        raise Rejected(f"{self.capabilities.display_name} has no bank match", provider=self.provider)
 
     @abstractmethod
     def attach(
