@@ -66,8 +66,13 @@ ROUTES: tuple[Route, ...] = (
     Route("PUT", "/v1/licences/{feature}", FunctionName.OAUTH_CALLBACK),
     Route("DELETE", "/v1/licences/{feature}", FunctionName.OAUTH_CALLBACK),
     Route("GET", "/v1/lists/{list_type}", FunctionName.REFRESH_LISTS),
+    Route("POST", "/v1/connection/refresh", FunctionName.REFRESH_LISTS),
     Route("POST", "/v1/items", FunctionName.PUBLISH_ITEM),
+    Route("GET", "/v1/items", FunctionName.PUBLISH_ITEM),
     Route("GET", "/v1/items/{item_id}", FunctionName.PUBLISH_ITEM),
+    Route("PATCH", "/v1/items/{item_id}", FunctionName.PUBLISH_ITEM),
+    Route("POST", "/v1/items/{item_id}/preview", FunctionName.PUBLISH_ITEM),
+    Route("POST", "/v1/items/{item_id}/publish", FunctionName.PUBLISH_ITEM),
     Route("POST", "/v1/connection/merge-lists/preview", FunctionName.MERGE_LISTS),
 )
 

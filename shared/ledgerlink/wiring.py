@@ -7,25 +7,29 @@ that install their own ``Runtime`` get services wired to moto and the simulators
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ledgerlink.runtime import Runtime, current_runtime
 from ledgerlink.services.connection_settings import SettingsService
 from ledgerlink.services.connection_status import ConnectionStatusKeeper
 from ledgerlink.services.connections import ConnectionService
 from ledgerlink.services.events import EventPublisher
+from ledgerlink.services.items import ItemService
 from ledgerlink.services.ledgers import Ledgers
 from ledgerlink.services.licences import LicenceService
 from ledgerlink.services.lists import ListService
-from ledgerlink.services.publishing import PublishingService
+from ledgerlink.services.planning import NoRules, Planner
+from ledgerlink.services.publish_consumer import PublishConsumer
+from ledgerlink.services.publishing import Publisher
 from ledgerlink.services.queues import HeldItems, PublishQueue, RefreshQueue
 from ledgerlink.settings import CommonSettings, ConnectionSettings, PublishSettings, RefreshSettings
 from ledgerlink.storage.connections import ConnectionRepository
 from ledgerlink.storage.dynamo import Table
 from ledgerlink.storage.items import ItemRepository
 from ledgerlink.storage.licences import LicenceRepository
-from ledgerlink.storage.lists import ListRepository
+from ledgerlink.storage.lists import ListRepository, RefreshRecordRepository
 from ledgerlink.storage.oauth_state import OAuthStateRepository
+from ledgerlink.storage.schema import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 
 T = TypeVar("T")
 
@@ -110,25 +114,76 @@ def list_service(runtime: Runtime) -> ListService:
         status=status,
         events=events,
         clock=runtime.clock,
+        refreshes=RefreshRecordRepository(table),
         refresh_queue=RefreshQueue(runtime.aws_client("sqs"), settings.refresh_queue_url),
         table=table,
     )
 
 
+def _planner(runtime: Runtime, table: Table) -> Planner:
+    return runtime.memo("planner", lambda: Planner(ListRepository(table), NoRules()))
+
+
 @per_container
-def publishing_service(runtime: Runtime) -> PublishingService:
+def item_service(runtime: Runtime) -> ItemService:
+    settings = runtime.settings(PublishSettings)
+    table = _table(runtime, settings)
+    return ItemService(
+        items=ItemRepository(table),
+        connections=ConnectionRepository(table),
+        planner=_planner(runtime, table),
+        queue=PublishQueue(runtime.aws_client("sqs"), settings.publish_queue_url),
+        clock=runtime.clock,
+    )
+
+
+@per_container
+def publisher(runtime: Runtime) -> Publisher:
     settings = runtime.settings(PublishSettings)
     connections, ledgers, events, status = _common(runtime, settings)
     table = _table(runtime, settings)
-    return PublishingService(
+    return Publisher(
         items=ItemRepository(table),
         connections=connections,
         lists=ListRepository(table),
         ledgers=ledgers,
+        planner=_planner(runtime, table),
         status=status,
         events=events,
-        queue=PublishQueue(runtime.aws_client("sqs"), settings.publish_queue_url),
         documents=runtime.aws_client("s3"),
         documents_bucket=settings.documents_bucket,
         clock=runtime.clock,
+    )
+
+
+@per_container
+def publish_consumer(runtime: Runtime) -> PublishConsumer:
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
+    settings = runtime.settings(PublishSettings)
+    persistence = DynamoDBPersistenceLayer(
+        table_name=settings.table_name,
+        key_attr=PARTITION_KEY,
+        sort_key_attr=SORT_KEY,
+        expiry_attr=TTL_ATTRIBUTE,
+        boto3_client=runtime.aws_client("dynamodb"),
+    )
+    # A message delivered again within the hour is captured once (the whole message is the key).
+    config = IdempotencyConfig(expires_after_seconds=3600)
+
+    def capture_once(function: Callable[..., Any]) -> Callable[..., Any]:
+        wrapped: Callable[..., Any] = idempotent_function(
+            function, data_keyword_argument="message", persistence_store=persistence, config=config
+        )
+        return wrapped
+
+    return PublishConsumer(
+        items=item_service(),
+        publisher=publisher(),
+        queue=PublishQueue(runtime.aws_client("sqs"), settings.publish_queue_url),
+        capture_once=capture_once,
     )

@@ -37,6 +37,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/connection/change"): {},
     ("PUT", "/v1/connection/settings"): {},
     ("PUT", "/v1/licences/{feature}"): {"provider": "xero"},
+    ("PATCH", "/v1/items/{item_id}"): {"reference": "edited"},
 }
 
 

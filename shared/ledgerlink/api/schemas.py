@@ -16,9 +16,10 @@ from ledgerlink.models.connection import (
     PreviousConnection,
     PublishingSettings,
 )
-from ledgerlink.models.items import CapturedItem
+from ledgerlink.models.items import CapturedItem, StoredItem
 from ledgerlink.models.licences import Licence
 from ledgerlink.models.lists import ListRecord
+from ledgerlink.models.publishing import PublishPlan
 from ledgerlink.providers.config import Capabilities
 
 
@@ -135,3 +136,17 @@ class LicenceAssignment(BaseModel):
 
 class LicencesView(BaseModel):
     licences: list[Licence]
+
+
+class ItemPage(BaseModel):
+    items: list[StoredItem]
+    next_cursor: str | None = None
+
+
+class PublishPreview(BaseModel):
+    """Exactly what publishing would send now, and where each value came from."""
+
+    item_id: str
+    revision: int
+    ready: bool
+    plan: PublishPlan

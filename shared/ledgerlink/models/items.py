@@ -39,6 +39,8 @@ class Party(_Strict):
     """A supplier or customer as captured; ``id`` links it to an imported contact when known."""
 
     name: str = Field(min_length=1, max_length=255)
+    # The capture product's own stable key for this supplier or customer: its rule is found by it.
+    key: str | None = Field(default=None, min_length=1, max_length=255)
     id: ListRecordId | None = None  # contacts list record id
     remote_id: str | None = Field(default=None, max_length=255)
 
@@ -130,12 +132,16 @@ class CapturedItem(_Strict):
 
 class ItemStatus(StrEnum):
     WAITING = "waiting"  # captured, not asked to publish (or auto-publish not allowed)
-    QUEUED = "queued"  # on the publish queue
+    QUEUED = "queued"  # waiting its turn to be published
     PUBLISHED = "published"
     REJECTED = "rejected"  # the ledger or our pre-flight refused it: fix and publish again
-    RETRYING = "retrying"  # a transient failure; it is back on the queue
+    RETRYING = "retrying"  # a transient failure; it will be tried again by itself
     HELD = "held"  # the connection needs a reconnect; published once it is back
-    FAILED = "failed"  # gave up after repeated transient failures (dead-letter queue)
+    FAILED = "failed"  # gave up after repeated transient failures: publish again to retry
+
+
+# Items the publisher picks up (they sit on the business's publishing queue index).
+PENDING_STATUSES = frozenset({ItemStatus.QUEUED, ItemStatus.RETRYING})
 
 
 class ItemError(BaseModel):
@@ -164,7 +170,34 @@ class StoredItem(BaseModel):
     remote_id: str | None = None
     remote_url: str | None = None
     attachment_id: str | None = None
+    payment_id: str | None = None  # bank match: the payment recorded against the document
+    # Published, but its document or payment is still to be sent (retried alone, never the bill).
+    follow_up: bool = False
     attempts: list[PublishAttempt] = Field(default_factory=list)
     last_error: ItemError | None = None
     created_at: datetime
     updated_at: datetime
+    # When it joined the publishing queue: the publisher takes items oldest first.
+    queued_at: datetime | None = None
+
+    def transient_failures(self) -> int:
+        """Transient failures of the current revision (after MAX_TRANSIENT_FAILURES it is FAILED)."""
+        return sum(
+            1 for a in self.attempts if a.revision == self.revision and a.outcome == ItemStatus.RETRYING.value
+        )
+
+
+class ItemPatch(_Strict):
+    """Manual edits of a captured item; every field given replaces the stored one and counts as
+    a person's edit (it then wins over any rule or default)."""
+
+    supplier: Party | None = None
+    customer: Party | None = None
+    claimant: Claimant | None = None
+    date: dt.date | None = None
+    due_date: dt.date | None = None
+    reference: str | None = Field(default=None, max_length=255)
+    totals: Totals | None = None
+    lines: list[Line] | None = Field(default=None, min_length=1, max_length=500)
+    paid: Paid | None = None
+    destination: str | None = Field(default=None, max_length=64)

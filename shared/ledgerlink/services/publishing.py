@@ -1,62 +1,92 @@
-"""Captured items: store them, plan them (coding resolution), publish them exactly once, attach
-their documents, and explain every failure on the item."""
+"""The publisher: takes a business's queued items oldest first, plans them, publishes them in the
+ledger's batches, then sends each document and (bank match) each payment — exactly once, with
+every failure explained on its item.
+
+The queue messages only wake it up: one SQS FIFO group per business means one publisher per
+ledger organisation at a time, and because the items themselves wait in DynamoDB, a wake-up takes
+as many as the ledger's batch write holds (Xero 50) instead of the ten a FIFO delivery carries.
+"""
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
-from pydantic import ValidationError
-
-from ledgerlink.api.auth import Caller
-from ledgerlink.api.schemas import SubmitItemRequest
 from ledgerlink.clock import Clock
 from ledgerlink.errors import (
     AuthRevoked,
-    Conflict,
     LedgerError,
     NotFound,
     RateLimited,
     Rejected,
-    ResourceNotFound,
     TokenEndpointUnavailable,
     Unavailable,
 )
 from ledgerlink.models.common import ItemType, ListType
 from ledgerlink.models.connection import Connection, ConnectionStatus
-from ledgerlink.models.items import CapturedItem, ItemError, ItemStatus, PublishAttempt, StoredItem
+from ledgerlink.models.items import ItemError, ItemStatus, PublishAttempt, StoredItem
 from ledgerlink.models.lists import normalise_name
 from ledgerlink.models.publishing import PublishPlan, PublishResult, Resolved, ValueSource
 from ledgerlink.observability import count, logger
 from ledgerlink.providers.base import Attachment, LedgerAdapter, LedgerSession
-from ledgerlink.services.coding import ListIndex, build_publish_plan, idempotency_key
+from ledgerlink.services.coding import idempotency_key
 from ledgerlink.services.connection_status import ConnectionStatusKeeper
 from ledgerlink.services.events import EventPublisher
 from ledgerlink.services.ledgers import Ledgers
-from ledgerlink.services.queues import PublishMessage, PublishQueue
+from ledgerlink.services.planning import Planner
 from ledgerlink.storage.connections import ConnectionRepository
 from ledgerlink.storage.items import ItemRepository, StaleItem
 from ledgerlink.storage.lists import ListRepository
 
-# The publish queue's maxReceiveCount: the last delivery before SQS moves a message to the DLQ.
-MAX_RECEIVES = 5
 PUBLISHABLE_CONNECTION = frozenset({ConnectionStatus.CONNECTED, ConnectionStatus.REFRESH_FAILING})
-SETTLED = frozenset({ItemStatus.PUBLISHED})
+# After this many transient failures of one revision an item stops retrying by itself.
+MAX_TRANSIENT_FAILURES = 5
+# Items read per round; the ledger's batch size cuts them further.
+ROUND_SIZE = 200
+# Leave a Lambda invocation this long to save its state before it is cut off.
+TIME_RESERVE_SECONDS = 20.0
+# A 5xx or timeout without a Retry-After: try again after this long.
+OUTAGE_RETRY_SECONDS = 30.0
+# Bank match windows (issue 6): around the due date, after the document date, never older.
+DUE_DATE_WINDOW = timedelta(days=10)
+NO_DUE_DATE_WINDOW = timedelta(days=30)
+OLDEST_BANK_LINE = timedelta(days=183)
 
 
-class RetryLater(Exception):
-    """Publishing hit a transient problem; the message must come back after ``delay`` seconds."""
-
-    def __init__(self, message: str, delay: float | None = None):
-        super().__init__(message)
-        self.delay = delay
-
-
-class MalformedMessage(ValueError):
-    """A queue message that is not a valid publish message."""
+@dataclass
+class DrainOutcome:
+    published: int = 0
+    retry_after: float | None = None  # stopped on a transient failure: wake again after this
+    more: bool = False  # stopped for time with items still queued
 
 
-class PublishingService:
+class _Stop(Exception):
+    def __init__(self, retry_after: float | None):
+        super().__init__(f"retry after {retry_after}")
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Work:
+    """One item in this round, with its latest stored version."""
+
+    stored: StoredItem
+    version: int
+    plan: PublishPlan | None = None
+    done: bool = False
+
+
+@dataclass
+class _Round:
+    connection: Connection
+    adapter: LedgerAdapter
+    session: LedgerSession
+    work: dict[str, _Work] = field(default_factory=dict)
+
+
+class Publisher:
     def __init__(
         self,
         *,
@@ -64,9 +94,9 @@ class PublishingService:
         connections: ConnectionRepository,
         lists: ListRepository,
         ledgers: Ledgers,
+        planner: Planner,
         status: ConnectionStatusKeeper,
         events: EventPublisher,
-        queue: PublishQueue,
         documents: Any,
         documents_bucket: str,
         clock: Clock,
@@ -75,288 +105,221 @@ class PublishingService:
         self._connections = connections
         self._lists = lists
         self._ledgers = ledgers
+        self._planner = planner
         self._status = status
         self._events = events
-        self._queue = queue
         self._documents = documents
         self._documents_bucket = documents_bucket
         self._clock = clock
-        self._list_cache: dict[str, tuple[str, ListIndex]] = {}
-        self._list_cache_lock = threading.Lock()
 
-    # --- capture -----------------------------------------------------------------------------------
-
-    def submit(self, caller: Caller, request: SubmitItemRequest) -> StoredItem:
-        """POST /v1/items: store the item now (so it is visible at once) and queue it if asked."""
-        stored, _version = self._store(caller.business_id, request.item, queued=request.publish)
-        if request.publish and stored.status == ItemStatus.QUEUED:
-            self._queue.send(
-                PublishMessage(business_id=caller.business_id, action="publish", item=request.item),
-                revision=stored.revision,
-            )
-        return stored
-
-    def get(self, caller: Caller, item_id: str) -> StoredItem:
-        found = self._items.get(caller.business_id, item_id)
-        if found is None:
-            raise ResourceNotFound(f"no item {item_id} in this business")
-        return found[0]
-
-    def _store(self, business_id: str, item: CapturedItem, *, queued: bool) -> tuple[StoredItem, int]:
-        """Create the item, or a new revision when its content changed; the same content is a no-op."""
-        now = self._clock.now()
-        status = ItemStatus.QUEUED if queued else ItemStatus.WAITING
-        for _attempt in range(5):
-            found = self._items.get(business_id, item.id)
-            if found is None:
-                stored = StoredItem(
-                    business_id=business_id, item=item, status=status, created_at=now, updated_at=now
-                )
-                if self._items.create(stored):
-                    return stored, 1
-                continue
-            existing, version = found
-            if existing.item == item:
-                if queued and existing.status in (
-                    ItemStatus.WAITING,
-                    ItemStatus.REJECTED,
-                    ItemStatus.FAILED,
-                    ItemStatus.HELD,
-                ):
-                    existing = existing.model_copy(update={"status": ItemStatus.QUEUED, "updated_at": now})
-                    version = self._items.save(existing, version)
-                return existing, version
-            if existing.status in SETTLED:
-                raise Conflict(f"item {item.id} was already published; capture changes as a new item")
-            revised = existing.model_copy(
-                update={
-                    "item": item,
-                    "revision": existing.revision + 1,
-                    "status": status,
-                    "updated_at": now,
-                    "last_error": None,
-                }
-            )
+    def drain(self, business_id: str, *, time_left: Callable[[], float]) -> DrainOutcome:
+        """Publish the business's queued items until none are left, the ledger asks us to wait,
+        or the invocation runs out of time."""
+        outcome = DrainOutcome()
+        while True:
+            pending = self._items.pending(business_id, limit=ROUND_SIZE)
+            if not pending:
+                return outcome
+            if time_left() < TIME_RESERVE_SECONDS:
+                outcome.more = True
+                return outcome
+            connection = self._connections.get(business_id)
+            if connection is None or connection.status not in PUBLISHABLE_CONNECTION:
+                self._hold(pending, connection)
+                return outcome
+            adapter = self._ledgers.adapter(connection.provider)
+            current = _Round(connection, adapter, self._ledgers.session(connection))
+            current.work = {stored.item.id: _Work(stored, version) for stored, version in pending}
             try:
-                return revised, self._items.save(revised, version)
-            except StaleItem:
-                continue
-        raise Conflict(f"item {item.id} is being changed by someone else; try again")
+                outcome.published += self._publish_round(current)
+            except _Stop as stop:
+                outcome.retry_after = stop.retry_after
+                return outcome
 
-    # --- the queue consumer ------------------------------------------------------------------------
+    # --- one round ---------------------------------------------------------------------------------
 
-    def handle_record(self, body: str, receipt_handle: str, receive_count: int) -> None:
-        """One SQS record. Raising marks it failed in the batch response (SQS redelivers it)."""
+    def _publish_round(self, current: _Round) -> int:
         try:
-            message = PublishMessage.model_validate_json(body)
-        except ValidationError as error:
-            # Malformed: redelivery cannot fix it; it fails until SQS moves it to the dead-letter queue.
-            reasons = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:5]
-            )
-            logger.error("malformed publish message", reasons=reasons, receive_count=receive_count)
-            raise MalformedMessage(reasons) from error
-        try:
-            self.handle_message(message, receive_count=receive_count)
-        except RetryLater as retry:
-            if retry.delay:
-                self._queue.redeliver_after(receipt_handle, retry.delay)
-            raise
-
-    def handle_message(self, message: PublishMessage, *, receive_count: int) -> None:
-        stored, version = self._store(message.business_id, message.item, queued=message.action == "publish")
-        if message.action != "publish":
-            return
-        final_delivery = receive_count >= MAX_RECEIVES
-        self.publish(stored, version, final_delivery=final_delivery)
-
-    def publish(self, stored: StoredItem, version: int, *, final_delivery: bool = False) -> StoredItem:
-        """Publish one item. Raises RetryLater for transient failures (the message is redelivered)."""
-        if stored.status == ItemStatus.PUBLISHED and stored.attachment_id is not None:
-            return stored  # exactly once: a redelivered message finds the work done
-        if stored.status == ItemStatus.PUBLISHED and stored.item.document is None:
-            return stored
-        connection = self._connections.get(stored.business_id)
-        if connection is None or connection.status not in PUBLISHABLE_CONNECTION:
-            reason = (
-                "the business has no connected ledger" if connection is None else connection.status_reason
-            )
-            return self._record(
-                stored,
-                version,
-                ItemStatus.HELD,
-                "held",
-                ItemError(
-                    code="connection_unavailable",
-                    message=f"Not published: {reason}",
-                    hint="Reconnect the accounting software; held items are published once it is back.",
-                ),
-            )
-        adapter = self._ledgers.adapter(connection.provider)
-        plan = build_publish_plan(
-            business_id=stored.business_id,
-            item=stored.item,
-            revision=stored.revision,
-            rule=None,
-            settings=connection.settings,
-            lists=self._list_index(connection),
-            capabilities=adapter.capabilities,
-        )
-        if not plan.ready:
-            first = plan.problems[0]
-            return self._record(
-                stored,
-                version,
-                ItemStatus.REJECTED,
-                "rejected",
-                ItemError(
-                    code=first.code,
-                    message="; ".join(p.message for p in plan.problems),
-                    hint=first.hint,
-                    field=first.field,
-                ),
-            )
-        session = self._ledgers.session(connection)
-        try:
-            if stored.status != ItemStatus.PUBLISHED:
-                # A claimant of a native expense claim is a user of the ledger, found by the adapter.
-                native_claim = (
-                    plan.item_type == ItemType.EXPENSE_CLAIM and adapter.capabilities.native_expense_claims
-                )
-                if plan.contact.remote_id is None and not native_claim:
-                    plan = self._with_ledger_contact(connection, adapter, session, plan)
-                result = adapter.publish(session, plan)
-                stored = stored.model_copy(
-                    update={
-                        "status": ItemStatus.PUBLISHED,
-                        "connection_id": connection.connection_id,
-                        "remote_id": result.remote_id,
-                        "remote_url": result.url,
-                        "last_error": None,
-                    }
-                )
-                # Saved before the attachment: a failed attachment is retried alone, never the bill.
-                stored, version = self._saved_attempt(stored, version, "published", None)
-                count("ItemsPublished")
-                self._status.working(connection)
-                self._events.publish("item.published", self._event_detail(stored, connection))
-            if stored.item.document is not None and stored.attachment_id is None:
-                return self._attach(stored, version, adapter, session, plan)
-            return stored
-        except (Rejected, NotFound) as error:
-            # NotFound: something the plan names is gone at the ledger; like a refusal, an edit fixes it.
-            return self._record(stored, version, ItemStatus.REJECTED, "rejected", _ledger_error(error))
+            published = self._publish_new(current)
+            for work in current.work.values():
+                if not work.done and work.stored.follow_up:
+                    self._follow_up(current, work)
+            return published
         except AuthRevoked as error:
-            self._status.move(connection, ConnectionStatus.NEEDS_RECONNECT, error.message)
-            return self._record(
-                stored,
-                version,
-                ItemStatus.HELD,
-                "held",
-                ItemError(
-                    code="needs_reconnect",
-                    message=f"{adapter.capabilities.display_name} refused our access: {error.message}",
-                    hint="An Admin must reconnect; the item is published automatically afterwards.",
-                ),
-            )
+            broken = self._status.move(current.connection, ConnectionStatus.NEEDS_RECONNECT, error.message)
+            self._hold([(w.stored, w.version) for w in current.work.values() if not w.done], broken)
+            raise _Stop(None) from error
         except (RateLimited, Unavailable) as error:
             if isinstance(error, TokenEndpointUnavailable):
-                self._status.refresh_failing(connection, error)
-            status = ItemStatus.FAILED if final_delivery else ItemStatus.RETRYING
-            hint = (
-                "It was tried repeatedly and moved aside; publish it again when the ledger is back."
-                if final_delivery
-                else "Nothing to do: it will be retried automatically."
+                self._status.refresh_failing(current.connection, error)
+            delay = error.retry_after if isinstance(error, RateLimited) else OUTAGE_RETRY_SECONDS
+            self._retry_later(current, error)
+            raise _Stop(delay) from error
+
+    def _publish_new(self, current: _Round) -> int:
+        fresh = [w for w in current.work.values() if not w.stored.remote_id]
+        for work in fresh:
+            plan = self._planner.plan(current.connection, work.stored)
+            if plan.ready:
+                work.plan = plan
+                continue
+            first = plan.problems[0]
+            self._settle(work, ItemStatus.REJECTED, "rejected", ItemError(
+                code=first.code, message="; ".join(p.message for p in plan.problems), hint=first.hint, field=first.field,
+            ))  # fmt: skip
+        ready = [w for w in fresh if w.plan is not None and not w.done]
+        self._resolve_new_contacts(current, ready)
+        published = 0
+        batch_size = current.adapter.capabilities.batch_size
+        for destination_batch in _batches(ready, batch_size):
+            live = [w for w in destination_batch if not w.done]
+            results = current.adapter.publish_batch(
+                current.session, [w.plan for w in live if w.plan is not None]
             )
-            self._record(
-                stored,
-                version,
-                status,
-                status.value,
-                ItemError(
-                    code="ledger_busy" if isinstance(error, RateLimited) else "ledger_unavailable",
-                    message=f"{adapter.capabilities.display_name} could not take it right now: {error.message}",
-                    hint=hint,
-                    ledger_message=error.message,
-                ),
+            for work, result in zip(live, results, strict=True):
+                if isinstance(result, PublishResult):
+                    self._published(current, work, result)
+                    published += 1
+                else:
+                    self._settle(work, ItemStatus.REJECTED, "rejected", _ledger_error(result))
+        return published
+
+    def _resolve_new_contacts(self, current: _Round, ready: list[_Work]) -> None:
+        """Suppliers and customers the ledger does not know yet are created first, once per name
+        (and added to the imported contacts at once, so later items find them by name)."""
+        created: dict[str, Resolved] = {}
+        for work in ready:
+            plan = work.plan
+            assert plan is not None
+            native_claim = (
+                plan.item_type == ItemType.EXPENSE_CLAIM
+                and current.adapter.capabilities.native_expense_claims
             )
-            raise RetryLater(
-                error.message, delay=error.retry_after if isinstance(error, RateLimited) else None
-            ) from error
+            if plan.contact.remote_id is not None or native_claim:
+                continue
+            name = plan.contact.name or ""
+            key = normalise_name(name)
+            if key not in created:
+                try:
+                    record = current.adapter.ensure_contact(
+                        current.session,
+                        name,
+                        customer=plan.item_type == ItemType.SALES,
+                        key=idempotency_key(current.connection.business_id, f"contact:{key}", 1),
+                    )
+                except (Rejected, NotFound) as refused:
+                    self._settle(work, ItemStatus.REJECTED, "rejected", _ledger_error(refused))
+                    continue
+                self._lists.write(current.connection.connection_id, ListType.CONTACTS, [record])
+                self._planner.forget(current.connection.connection_id)
+                created[key] = Resolved(
+                    record_id=record.id,
+                    remote_id=record.remote_id,
+                    code=record.code,
+                    name=record.name,
+                    source=ValueSource.CAPTURED,
+                )
+            work.plan = plan.model_copy(update={"contact": created[key]})
 
-    def _attach(
-        self,
-        stored: StoredItem,
-        version: int,
-        adapter: LedgerAdapter,
-        session: LedgerSession,
-        plan: PublishPlan,
-    ) -> StoredItem:
-        """Attach the document to what was published. A refused attachment leaves the document
-        published (it is never sent again) and says why on the item."""
-        try:
-            attachment_id = adapter.attach(session, plan, _result_of(stored), self._document(plan))
-        except (Rejected, NotFound) as error:
-            refused = stored.model_copy(
-                update={
-                    "attachment_id": None,
-                    "last_error": ItemError(
-                        code="attachment_refused",
-                        message=f"Published, but the ledger refused the document: {error.message}",
-                        hint="Attach the document in the ledger by hand, or check its size and file type.",
-                        ledger_message=error.message,
-                    ),
-                }
+    def _published(self, current: _Round, work: _Work, result: PublishResult) -> None:
+        plan = work.plan
+        assert plan is not None
+        needs_follow_up = plan.document is not None or plan.bank_match
+        stored = work.stored.model_copy(
+            update={
+                "status": ItemStatus.PUBLISHED,
+                "connection_id": current.connection.connection_id,
+                "remote_id": result.remote_id,
+                "remote_url": result.url,
+                "last_error": None,
+                "follow_up": needs_follow_up,
+            }
+        )
+        message = "; ".join(result.warnings) or None
+        # Saved before the document and the payment: those are retried alone, never the bill.
+        self._save(work, stored, "published", message)
+        count("ItemsPublished")
+        self._status.working(current.connection)
+        self._events.publish("item.published", _event_detail(work.stored, current.connection))
+        if needs_follow_up:
+            self._follow_up(current, work)
+        else:
+            work.done = True
+
+    # --- document and payment -----------------------------------------------------------------------
+
+    def _follow_up(self, current: _Round, work: _Work) -> None:
+        """The document, then (bank match) the payment; each step saved as it completes, so a
+        retry repeats only what is missing."""
+        plan = work.plan or self._planner.plan(current.connection, work.stored)
+        work.plan = plan
+        result = PublishResult(remote_id=work.stored.remote_id or "", url=work.stored.remote_url)
+        notes: list[ItemError] = []
+        if plan.document is not None and work.stored.attachment_id is None:
+            try:
+                attachment_id = current.adapter.attach(current.session, plan, result, self._document(plan))
+                self._save(
+                    work,
+                    work.stored.model_copy(update={"attachment_id": attachment_id or "attached"}),
+                    "attached",
+                    None,
+                )
+            except (Rejected, NotFound) as refused:
+                note = ItemError(
+                    code="attachment_refused",
+                    message=f"Published, but the ledger refused the document: {refused.message}",
+                    hint="Attach the document in the ledger by hand, or check its size and file type.",
+                    ledger_message=refused.message,
+                )
+                notes.append(note)
+                self._save(work, work.stored, "attachment_refused", note.message)
+        if plan.bank_match and work.stored.payment_id is None:
+            payment_id, unpaid = self._bank_match(current, plan, result, work.stored)
+            if unpaid is not None:
+                notes.append(unpaid)
+            paid = work.stored.model_copy(update={"payment_id": payment_id})
+            self._save(work, paid, "paid" if payment_id else "unpaid", unpaid.message if unpaid else None)
+        finished = work.stored.model_copy(
+            update={"follow_up": False, "last_error": notes[0] if notes else None}
+        )
+        self._save_quietly(work, finished)
+        work.done = True
+
+    def _bank_match(
+        self, current: _Round, plan: PublishPlan, result: PublishResult, stored: StoredItem
+    ) -> tuple[str | None, ItemError | None]:
+        """Pay the document from the matched bank account, dated like the bank line it pairs with.
+        No line → published unpaid, saying why (never a bank transaction of our own)."""
+        if plan.bank_account is None or plan.bank_account.remote_id is None or plan.paid_on is None:
+            return None, ItemError(
+                code="bank_match_skipped",
+                message="Published unpaid: the item names no bank account",
+                hint="Choose the bank account it was paid from.",
             )
-            updated, _ = self._saved_attempt(refused, version, "attachment_refused", error.message)
-            return updated
-        attached = stored.model_copy(update={"attachment_id": attachment_id or "attached"})
-        updated, _ = self._saved_attempt(attached, version, "attached", None)
-        return updated
-
-    # --- helpers -----------------------------------------------------------------------------------
-
-    def _with_ledger_contact(
-        self, connection: Connection, adapter: LedgerAdapter, session: LedgerSession, plan: PublishPlan
-    ) -> PublishPlan:
-        """A supplier or customer the ledger does not know yet is found or created (once) and
-        added to the imported contacts at once, so the next item for it resolves by name."""
-        name = plan.contact.name or ""
-        record = adapter.ensure_contact(
-            session,
-            name,
-            customer=plan.item_type == ItemType.SALES,
-            key=idempotency_key(connection.business_id, f"contact:{normalise_name(name)}", 1),
+        earliest, latest = bank_match_window(plan, today=self._clock.now().date())
+        line = current.adapter.find_bank_line(
+            current.session,
+            bank_account_remote_id=plan.bank_account.remote_id,
+            amount=plan.gross,
+            earliest=earliest,
+            latest=latest,
         )
-        self._lists.write(connection.connection_id, ListType.CONTACTS, [record])
-        with self._list_cache_lock:
-            self._list_cache.pop(connection.connection_id, None)
-        contact = Resolved(
-            record_id=record.id,
-            remote_id=record.remote_id,
-            code=record.code,
-            name=record.name,
-            source=ValueSource.CAPTURED,
+        if line is None:
+            return None, ItemError(
+                code="no_bank_line",
+                message=f"Published unpaid: no unreconciled line of {plan.gross} on {plan.bank_account.name} between {earliest} and {latest}",
+                hint="Match it in the ledger once the bank line arrives.",
+            )
+        payment_id = current.adapter.record_payment(
+            current.session,
+            plan,
+            result,
+            bank_account_remote_id=plan.bank_account.remote_id,
+            paid_on=line.date,
+            amount=plan.gross,
+            key=idempotency_key(stored.business_id, f"payment:{stored.item.id}", stored.revision),
         )
-        return plan.model_copy(update={"contact": contact})
-
-    def _list_index(self, connection: Connection) -> ListIndex:
-        """The connection's lists, rebuilt only when a refresh changed them (cached per container)."""
-        stamp = "|".join(
-            f"{t.value}:{f.refreshed_at.isoformat() if f.refreshed_at else ''}"
-            for t, f in sorted(connection.lists.items())
-        )
-        with self._list_cache_lock:
-            cached = self._list_cache.get(connection.connection_id)
-            if cached is not None and cached[0] == stamp:
-                return cached[1]
-        records = [
-            r for list_type in ListType for r in self._lists.records(connection.connection_id, list_type)
-        ]
-        index = ListIndex.build(records)
-        with self._list_cache_lock:
-            self._list_cache[connection.connection_id] = (stamp, index)
-        return index
+        return payment_id, None
 
     def _document(self, plan: PublishPlan) -> Attachment:
         assert plan.document is not None
@@ -367,19 +330,42 @@ class PublishingService:
             content=response["Body"].read(),
         )
 
-    def _saved_attempt(
-        self, stored: StoredItem, version: int, outcome: str, message: str | None
-    ) -> tuple[StoredItem, int]:
-        now = self._clock.now()
-        attempt = PublishAttempt(at=now, revision=stored.revision, outcome=outcome, message=message)
-        updated = stored.model_copy(update={"attempts": [*stored.attempts, attempt], "updated_at": now})
-        return updated, self._items.save(updated, version)
+    # --- outcomes ----------------------------------------------------------------------------------
 
-    def _record(
-        self, stored: StoredItem, version: int, status: ItemStatus, outcome: str, error: ItemError
-    ) -> StoredItem:
-        updated = stored.model_copy(update={"status": status, "last_error": error})
-        updated, _ = self._saved_attempt(updated, version, outcome, error.message)
+    def _retry_later(self, current: _Round, error: LedgerError) -> None:
+        for work in current.work.values():
+            if work.done:
+                continue
+            gave_up = work.stored.transient_failures() + 1 >= MAX_TRANSIENT_FAILURES
+            status = ItemStatus.FAILED if gave_up else ItemStatus.RETRYING
+            if work.stored.remote_id:
+                status = ItemStatus.PUBLISHED  # only its document or payment is waiting
+            self._settle(work, status, ItemStatus.RETRYING.value, ItemError(
+                code="ledger_busy" if isinstance(error, RateLimited) else "ledger_unavailable",
+                message=f"{current.adapter.capabilities.display_name} could not take it right now: {error.message}",
+                hint=(
+                    "It was tried repeatedly and set aside; publish it again when the ledger is back."
+                    if gave_up
+                    else "Nothing to do: it will be retried automatically."
+                ),
+                ledger_message=error.message,
+            ))  # fmt: skip
+
+    def _hold(self, pending: Iterable[tuple[StoredItem, int]], connection: Connection | None) -> None:
+        reason = "the business has no connected ledger" if connection is None else connection.status_reason
+        needs_reconnect = connection is not None and connection.status == ConnectionStatus.NEEDS_RECONNECT
+        for stored, version in pending:
+            work = _Work(stored, version)
+            self._settle(work, ItemStatus.HELD, "held", ItemError(
+                code="needs_reconnect" if needs_reconnect else "connection_unavailable",
+                message=f"Not published: {reason}",
+                hint="Reconnect the accounting software; held items are published once it is back.",
+            ))  # fmt: skip
+
+    def _settle(self, work: _Work, status: ItemStatus, outcome: str, error: ItemError) -> None:
+        stored = work.stored.model_copy(update={"status": status, "last_error": error})
+        self._save(work, stored, outcome, error.message)
+        work.done = True
         logger.info("item not published", item_id=stored.item.id, status=status.value, code=error.code)
         count(f"Items{status.value.capitalize()}")
         if status in (ItemStatus.REJECTED, ItemStatus.FAILED):
@@ -392,22 +378,63 @@ class PublishingService:
                     "error": error.model_dump(),
                 },
             )
-        return updated
 
-    @staticmethod
-    def _event_detail(stored: StoredItem, connection: Connection) -> dict[str, Any]:
-        return {
-            "business_id": stored.business_id,
-            "item_id": stored.item.id,
-            "revision": stored.revision,
-            "provider": connection.provider.value,
-            "remote_id": stored.remote_id,
-            "remote_url": stored.remote_url,
-        }
+    def _save_quietly(self, work: _Work, stored: StoredItem) -> None:
+        """Save without recording an attempt (bookkeeping after the steps were recorded)."""
+        self._save(work, stored, None, None)
+
+    def _save(self, work: _Work, stored: StoredItem, outcome: str | None, message: str | None) -> None:
+        now = self._clock.now()
+        attempts = stored.attempts
+        if outcome is not None:
+            attempts = [
+                *attempts,
+                PublishAttempt(at=now, revision=stored.revision, outcome=outcome, message=message),
+            ]
+        updated = stored.model_copy(update={"attempts": attempts, "updated_at": now})
+        try:
+            work.version = self._items.save(updated, work.version)
+        except StaleItem:
+            # A person edited the item while it was being published: keep what the ledger now has.
+            fresh = self._items.get(stored.business_id, stored.item.id)
+            if fresh is None:
+                raise
+            merged = updated.model_copy(update={"item": fresh[0].item, "revision": fresh[0].revision})
+            work.version = self._items.save(merged, fresh[1])
+            updated = merged
+        work.stored = updated
 
 
-def _result_of(stored: StoredItem) -> PublishResult:
-    return PublishResult(remote_id=stored.remote_id or "", url=stored.remote_url)
+def bank_match_window(plan: PublishPlan, *, today: date) -> tuple[date, date]:
+    """Where the bank line may be: within 10 days of the due date when there is one, otherwise in
+    the 30 days after the document date; never more than six months back."""
+    if plan.due_date is not None:
+        earliest, latest = plan.due_date - DUE_DATE_WINDOW, plan.due_date + DUE_DATE_WINDOW
+    else:
+        earliest, latest = plan.date, plan.date + NO_DUE_DATE_WINDOW
+    return max(earliest, today - OLDEST_BANK_LINE), latest
+
+
+def _batches(work: list[_Work], size: int) -> Iterable[list[_Work]]:
+    """Same-destination groups, cut to the ledger's batch size."""
+    by_destination: dict[str, list[_Work]] = {}
+    for item in work:
+        assert item.plan is not None
+        by_destination.setdefault(item.plan.destination, []).append(item)
+    for group in by_destination.values():
+        for start in range(0, len(group), size):
+            yield group[start : start + size]
+
+
+def _event_detail(stored: StoredItem, connection: Connection) -> dict[str, Any]:
+    return {
+        "business_id": stored.business_id,
+        "item_id": stored.item.id,
+        "revision": stored.revision,
+        "provider": connection.provider.value,
+        "remote_id": stored.remote_id,
+        "remote_url": stored.remote_url,
+    }
 
 
 def _ledger_error(error: LedgerError) -> ItemError:

@@ -197,6 +197,48 @@ class Table:
                 return
             request["ExclusiveStartKey"] = last
 
+    def query_page(
+        self,
+        pk: str,
+        *,
+        limit: int,
+        start_key: dict[str, Any] | None = None,
+        sk_prefix: str | None = None,
+        index: str | None = None,
+        pk_name: str = PARTITION_KEY,
+        sk_name: str = SORT_KEY,
+        attribute_equals: tuple[str, str] | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One page of a partition (for API pagination): the items and the key to continue from.
+        ``attribute_equals`` filters on a non-key attribute (the page may then hold fewer items)."""
+        condition = "#pk = :pk"
+        names = {"#pk": pk_name}
+        values: dict[str, Any] = {":pk": pk}
+        if sk_prefix is not None:
+            condition += " AND begins_with(#sk, :sk)"
+            names["#sk"] = sk_name
+            values[":sk"] = sk_prefix
+        request: dict[str, Any] = {
+            "TableName": self.name,
+            "KeyConditionExpression": condition,
+            "Limit": limit,
+        }
+        if attribute_equals is not None:
+            names["#filter"] = attribute_equals[0]
+            values[":filter"] = attribute_equals[1]
+            request["FilterExpression"] = "#filter = :filter"
+        request["ExpressionAttributeNames"] = names
+        request["ExpressionAttributeValues"] = marshal(values)
+        if index:
+            request["IndexName"] = index
+        if start_key:
+            request["ExclusiveStartKey"] = start_key
+        try:
+            response = self._client.query(**request)
+        except ClientError as error:
+            _raise_mapped(error)
+        return [unmarshal(raw) for raw in response.get("Items", [])], response.get("LastEvaluatedKey")
+
     def batch_write(self, puts: Sequence[Mapping[str, Any]], deletes: Sequence[tuple[str, str]] = ()) -> int:
         """Write and delete in batches of 25, retrying what DynamoDB leaves unprocessed. Returns
         the number of write requests sent (the count the refresh reports)."""

@@ -1,16 +1,39 @@
-"""Captured items and their publishing history, one item per captured item of a business."""
+"""Captured items and their publishing history, one item per captured item of a business.
+
+Items waiting to be published also sit on GSI1 under their business (``QUEUE#<business>``, sorted
+by when they were queued), so the publisher takes the next batch with one small Query instead of
+reading every item the business ever captured.
+"""
 
 from __future__ import annotations
 
+import base64
+import builtins
+import json
 from collections.abc import Iterator
+from typing import Any
 
-from ledgerlink.models.items import ItemStatus, StoredItem
+from ledgerlink.models.items import PENDING_STATUSES, ItemStatus, StoredItem
 from ledgerlink.storage.dynamo import ConditionFailed, Table
-from ledgerlink.storage.schema import ITEM_SK_PREFIX, PARTITION_KEY, SORT_KEY, business_pk, item_sk
+from ledgerlink.storage.schema import (
+    GSI1_NAME,
+    GSI1_PARTITION_KEY,
+    GSI1_SORT_KEY,
+    ITEM_SK_PREFIX,
+    PARTITION_KEY,
+    SORT_KEY,
+    business_pk,
+    item_sk,
+    publish_queue_pk,
+)
 
 
 class StaleItem(ConditionFailed):
     """The item changed since it was read."""
+
+
+class InvalidCursor(ValueError):
+    pass
 
 
 class ItemRepository:
@@ -47,12 +70,58 @@ class ItemRepository:
             if status is None or raw.get("status") == status.value:
                 yield StoredItem.model_validate_json(raw["data"])
 
+    def page(
+        self, business_id: str, *, status: ItemStatus | None, limit: int, cursor: str | None
+    ) -> tuple[builtins.list[StoredItem], str | None]:
+        raw, last = self._table.query_page(
+            business_pk(business_id),
+            sk_prefix=ITEM_SK_PREFIX,
+            limit=limit,
+            start_key=_decode(cursor),
+            attribute_equals=("status", status.value) if status else None,
+        )
+        return [StoredItem.model_validate_json(r["data"]) for r in raw], _encode(last)
+
+    def pending(self, business_id: str, *, limit: int) -> builtins.list[tuple[StoredItem, int]]:
+        """The oldest items waiting to be published (queued or retrying), with their versions."""
+        found = []
+        for raw in self._table.query(
+            publish_queue_pk(business_id),
+            index=GSI1_NAME,
+            pk_name=GSI1_PARTITION_KEY,
+            sk_name=GSI1_SORT_KEY,
+            limit=limit,
+        ):
+            found.append((StoredItem.model_validate_json(raw["data"]), int(raw["version"])))
+        return found
+
     @staticmethod
     def _row(stored: StoredItem, version: int) -> dict[str, object]:
-        return {
+        row: dict[str, object] = {
             PARTITION_KEY: business_pk(stored.business_id),
             SORT_KEY: item_sk(stored.item.id),
             "data": stored.model_dump_json(),
             "status": stored.status.value,
             "version": version,
         }
+        if stored.status in PENDING_STATUSES or stored.follow_up:
+            queued_at = (stored.queued_at or stored.updated_at).isoformat()
+            row[GSI1_PARTITION_KEY] = publish_queue_pk(stored.business_id)
+            row[GSI1_SORT_KEY] = f"{queued_at}#{stored.item.id}"
+        return row
+
+
+def _encode(key: dict[str, Any] | None) -> str | None:
+    if not key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str | None) -> dict[str, Any] | None:
+    if not cursor:
+        return None
+    try:
+        decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError as error:
+        raise InvalidCursor("cursor is not one this API returned") from error
+    return decoded

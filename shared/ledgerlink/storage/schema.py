@@ -63,9 +63,17 @@ def licence_sk(feature: str) -> str:
     return f"{LICENCE_SK_PREFIX}{feature}"
 
 
+LIST_STATE_SK_PREFIX = "LISTSTATE#"
+
+
 def list_state_sk(list_type: str) -> str:
     """Per-list refresh state (high-water mark, checkpoint, counts) lives beside the connection."""
-    return f"LISTSTATE#{list_type}"
+    return f"{LIST_STATE_SK_PREFIX}{list_type}"
+
+
+def call_budget_sk(window_start: int) -> str:
+    """One counter item per connection and budget window (epoch seconds), expiring by TTL."""
+    return f"BUDGET#{window_start}"
 
 
 def oauth_state_pk(state: str) -> str:
@@ -73,6 +81,11 @@ def oauth_state_pk(state: str) -> str:
 
 
 OAUTH_STATE_SK = "STATE"
+
+
+def publish_queue_pk(business_id: str) -> str:
+    """GSI1 partition of a business's items waiting to be published."""
+    return f"QUEUE#{business_id}"
 
 
 def refresh_shard_pk(shard: int) -> str:
