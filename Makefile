@@ -12,7 +12,12 @@ export UV_LINK_MODE := copy
 export JSII_RUNTIME_PACKAGE_CACHE_ROOT := $(CURDIR)/.jsii-cache
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 
-.PHONY: setup test demo local lint typecheck synth clean
+.PHONY: setup node-deps test demo local lint typecheck synth clean bench-merge bench-lists
+
+# The admin page's browser tests inject axe-core (package.json, pinned in package-lock.json) and drive
+# Debian's Chromium (/usr/bin/chromium; .ci/run installs it, never a browser a tool downloads).
+NODE_DEPS := node_modules/.package-lock.json
+CHROMIUM ?= $(or $(LEDGERLINK_CHROMIUM),/usr/bin/chromium)
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ledgerlink needs Python 3.11 or newer (found %s)" % sys.version.split()[0])'
@@ -25,8 +30,15 @@ $(SYNCED): pyproject.toml uv.lock | $(UV)
 
 setup: $(SYNCED)
 
+$(NODE_DEPS): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+node-deps: $(NODE_DEPS)
+
 # Two workers (a file stays on one worker, so each suite's shared set-up runs once per worker).
-test: setup
+test: setup node-deps
+	@test -x "$(CHROMIUM)" || echo "NOTE: Chromium is not installed ($(CHROMIUM)), so the admin page's browser tests will fail. Install it with: sudo apt-get install -y chromium"
 	$(VENV)/bin/pytest -n 2 --dist loadfile
 
 demo: setup
@@ -44,4 +56,13 @@ synth: setup
 	$(VENV)/bin/python -m infra.app
 
 clean:
-	rm -rf $(VENV) $(TOOLS) cdk.out .cdk-cache .jsii-cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) node_modules cdk.out .cdk-cache .jsii-cache .pytest_cache .mypy_cache .ruff_cache
+
+# Merge Lists matching at 20,000 x 20,000 beside the naive all-pairs baseline (results: bench/RESULTS.md).
+bench-merge: setup
+	$(VENV)/bin/python -m bench.merge_bench
+
+# Importing and refreshing the six lists of each ledger's large organisation beside a naive full
+# re-import (results: bench/RESULTS.md).
+bench-lists: setup
+	$(VENV)/bin/python -m bench.lists_bench

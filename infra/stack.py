@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from aws_cdk import CfnOutput, Fn, Stack
@@ -15,6 +16,7 @@ from infra.constructs.layer import SharedLayer
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.queues import Queues
 from infra.constructs.security import Security
+from infra.constructs.site import SIGN_IN_DOMAIN_PREFIX_CONTEXT, AdminSite, without_hosted_sign_in
 from infra.constructs.storage import Storage
 from infra.options import DeploymentOptions
 
@@ -29,6 +31,19 @@ class LedgerlinkStack(Stack):
         self.queues = queues = Queues(self, "Queues", key=security.key)
         self.events = events = Events(self, "Events")
         self.api = api = Api(self, "Api")
+        # The admin page (S3 + CloudFront, the API under /v1 on the same origin, Cognito's hosted
+        # sign-in); the OAuth dance may return to it.
+        self.site = site = AdminSite(
+            self,
+            "AdminSite",
+            rest_api_id=api.rest_api.rest_api_id,
+            user_pool=api.user_pool,
+            sign_in_domain_prefix=self.node.try_get_context(SIGN_IN_DOMAIN_PREFIX_CONTEXT),
+        )
+        without_hosted_sign_in(api.user_pool_client)
+        options = dataclasses.replace(
+            options, allowed_return_origins=(*options.allowed_return_origins, site.origin)
+        )
         layer = SharedLayer(
             self,
             "SharedLayer",
@@ -80,6 +95,7 @@ class LedgerlinkStack(Stack):
                 storage.documents_bucket.bucket_name,
                 "Bucket the capture product puts item documents in for publishing",
             ),
+            "AdminPageUrl": (site.url, "The admin Connections page (sign in with a Cognito user of the pool)"),
             "AlarmTopicArn": (
                 self.monitoring.alarm_topic.topic_arn,
                 "SNS topic of the dead-letter alarms: subscribe an email, chat or pager to it",

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import base64
 import json
+import mimetypes
 import re
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
 from infra.api_routes import ROUTES, Route
-from sandbox.devauth import InvalidDevToken, verify_token
+from sandbox.devauth import InvalidDevToken, mint_token, verify_token
 from sandbox.lambda_host import FunctionHost
 
 STAGE = "local"
+SITE_PREFIX = "/app/"
+SITE_DIR = Path(__file__).resolve().parents[1] / "infra" / "site"
 
 
 def _route_pattern(path: str) -> re.Pattern[str]:
@@ -38,10 +43,66 @@ def unauthenticated(message: str) -> Response:
     return _json(401, {"error": {"code": "unauthenticated", "message": message}})
 
 
+class LocalSite:
+    """The admin page (``infra/site``, deployed to S3 + CloudFront in AWS) at ``/app/``, with its
+    runtime config and a development sign-in: ``/app/dev-login?business=B&role=admin|standard``
+    mints the same dev JWT as `ledgerlink token` and hands it to the page in the URL fragment
+    (never sent to a server again), as Cognito's hosted sign-in hands its tokens back in AWS."""
+
+    def __init__(self, directory: Path = SITE_DIR):
+        self._directory = directory.resolve()
+
+    def dispatch(self, request: Request) -> Response:
+        if request.path == SITE_PREFIX.rstrip("/"):
+            return Response(status=308, headers={"Location": SITE_PREFIX})
+        name = request.path.removeprefix(SITE_PREFIX)
+        if request.method not in ("GET", "HEAD"):
+            return _json(405, {"error": {"code": "method_not_allowed", "message": "the page is read-only"}})
+        if name == "dev-login":
+            return self._dev_login(request)
+        if name == "config.json":
+            origin = request.host_url.rstrip("/")
+            config = {"api_url": origin, "auth": {"mode": "dev", "sign_in_url": f"{SITE_PREFIX}dev-login"}}
+            return _json(200, config, {"Cache-Control": "no-store"})
+        path = (self._directory / (name or "index.html")).resolve()
+        if not path.is_relative_to(self._directory) or not path.is_file():
+            return Response("not found", status=404, content_type="text/plain")
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        if path.suffix == ".js":
+            content_type = "text/javascript"  # modules need a JavaScript MIME type
+        return Response(
+            path.read_bytes(),
+            content_type=f"{content_type}; charset=utf-8"
+            if content_type.startswith("text/")
+            else content_type,
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        )
+
+    @staticmethod
+    def _dev_login(request: Request) -> Response:
+        business = request.args.get("business", "").strip()
+        role = request.args.get("role", "admin")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", business) or role not in (
+            "admin",
+            "standard",
+        ):
+            return Response(
+                "dev-login needs ?business=<id>&role=admin|standard", status=400, content_type="text/plain"
+            )
+        token = mint_token(business, role)
+        return Response(
+            status=302,
+            headers={"Location": f"{SITE_PREFIX}#id_token={quote(token)}", "Cache-Control": "no-store"},
+        )
+
+
 class LocalGateway:
-    def __init__(self, host: FunctionHost, *, openapi: dict[str, Any] | None = None):
+    def __init__(
+        self, host: FunctionHost, *, openapi: dict[str, Any] | None = None, site: LocalSite | None = None
+    ):
         self._host = host
         self._openapi = openapi
+        self._site = site
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
@@ -49,6 +110,8 @@ class LocalGateway:
         return response(environ, start_response)
 
     def dispatch(self, request: Request) -> Response:
+        if self._site is not None and (request.path + "/").startswith(SITE_PREFIX):
+            return self._site.dispatch(request)
         if request.path == "/v1/openapi.json" and request.method == "GET" and self._openapi is not None:
             return _json(200, self._openapi)
         matched = self._match(request.method, request.path)

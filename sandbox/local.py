@@ -17,7 +17,7 @@ from typing import Any
 
 from infra.api_routes import FunctionName
 from sandbox.aws_resources import REGION, LocalResources, create_resources
-from sandbox.gateway import LocalGateway
+from sandbox.gateway import LocalGateway, LocalSite
 from sandbox.lambda_host import FunctionHost
 from sandbox.poller import QueuePoller
 from sandbox.simulators.serve import RunningServer, ServedSimulator, serve_in_thread, start_sandbox
@@ -97,7 +97,7 @@ class LocalRuntime:
         from sandbox.openapi import merged_openapi
 
         self._gateway_server = serve_in_thread(
-            LocalGateway(self.host, openapi=merged_openapi(self.api_url)), LOOPBACK, self.port
+            LocalGateway(self.host, openapi=merged_openapi(self.api_url), site=LocalSite()), LOOPBACK, self.port
         )
         self.port = self._gateway_server.port
         self.api_url = f"http://{LOOPBACK}:{self.port}"
@@ -145,6 +145,7 @@ class LocalRuntime:
 
     def describe(self) -> list[str]:
         lines = [f"API          {self.api_url}/v1   (OpenAPI: {self.api_url}/v1/openapi.json)"]
+        lines.append(f"Admin page   {self.api_url}/app/dev-login?business=demo&role=admin")
         lines += [
             f"{served.provider:<12} {served.url}   (control: {served.url}/_sandbox/)"
             for served in self.simulators

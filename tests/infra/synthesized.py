@@ -42,9 +42,19 @@ class SynthesizedApp:
     def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
         return {key: value for key, value in self.resources.items() if value["Type"] == resource_type}
 
+    def shared_layer(self) -> tuple[str, dict[str, Any]]:
+        """The ledgerlink layer's logical id and resource (the admin page's BucketDeployment brings a
+        layer of its own, CDK's AWS CLI layer)."""
+        (found,) = [
+            (key, value)
+            for key, value in self.of_type("AWS::Lambda::LayerVersion").items()
+            if key.startswith("SharedLayer")
+        ]
+        return found
+
     def layer_asset_dir(self) -> Path:
         """The layer's bundled asset in the cloud assembly (a folder: the CLI zips it when publishing)."""
-        (layer,) = self.of_type("AWS::Lambda::LayerVersion").values()
+        _, layer = self.shared_layer()
         return self.assembly_dir / f"asset.{layer['Properties']['Content']['S3Key'].removesuffix('.zip')}"
 
     def handler_asset_dir(self, name: FunctionName) -> Path:

@@ -70,7 +70,7 @@ def unpacked(x86_64_app: SynthesizedApp, tmp_path_factory: pytest.TempPathFactor
 
 
 def test_the_architecture_setting_moves_the_layer_and_every_function(x86_64_app: SynthesizedApp) -> None:
-    (layer,) = x86_64_app.of_type("AWS::Lambda::LayerVersion").values()
+    _, layer = x86_64_app.shared_layer()
     assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
     assert "locked dependencies" in layer["Properties"]["Description"]
     for name in FunctionName:

@@ -87,8 +87,8 @@ def test_handler_actions_leave_out_what_lambda_and_aws_services_do_for_the_funct
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
         "dynamodb:Query",
-        "dynamodb:ConditionCheckItem",
         "events:PutEvents",
+        "sqs:SendMessage",
     }
     assert "sqs:ReceiveMessage" not in handler_actions(FunctionName.PUBLISH_ITEM)
     assert "sqs:ChangeMessageVisibility" in handler_actions(FunctionName.PUBLISH_ITEM)

@@ -223,7 +223,7 @@ def test_refresh_concurrency_is_five() -> None:
 @pytest.mark.parametrize("name", list(FunctionName))
 def test_function_runtime_and_observability(synthesized: SynthesizedApp, name: FunctionName) -> None:
     function = synthesized.resources[synthesized.function_id(name)]["Properties"]
-    layer_id, _ = _only(synthesized.of_type("AWS::Lambda::LayerVersion"))
+    layer_id, _ = synthesized.shared_layer()
     assert function["Runtime"] == "python3.13"
     assert function["Architectures"] == ["arm64"]
     assert function["Handler"] == "handler.handler"
@@ -265,7 +265,7 @@ def test_oauth_callback_api_url_is_built_from_the_rest_api_id(synthesized: Synth
 
 
 def test_layer_asset_holds_the_shared_package_without_caches(synthesized: SynthesizedApp) -> None:
-    _, layer = _only(synthesized.of_type("AWS::Lambda::LayerVersion"))
+    _, layer = synthesized.shared_layer()
     asset = synthesized.layer_asset_dir()
     assert (asset / "python" / "ledgerlink" / "__init__.py").is_file()
     assert (asset / "python" / "ledgerlink" / "settings.py").is_file()
@@ -312,9 +312,10 @@ def test_merge_lists_and_publish_item_literally(synthesized: SynthesizedApp) -> 
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
         "dynamodb:Query",
-        "dynamodb:ConditionCheckItem",
         "events:PutEvents",
-        "kms:Decrypt",  # only via DynamoDB (the table is encrypted with the stack key)
+        "sqs:SendMessage",  # a saved auto-publish rule queues the supplier's waiting items
+        "kms:Decrypt",  # only via DynamoDB and SQS (the table and the queue use the stack key)
+        "kms:GenerateDataKey",  # only via SQS
         *_RUNTIME_ACTIONS,
     }
     assert _synthesized_actions(synthesized, FunctionName.PUBLISH_ITEM) == {
@@ -361,13 +362,16 @@ def test_secrets_are_scoped_by_name(synthesized: SynthesizedApp) -> None:
     assert len(_as_list(read_apps[0]["Resource"])) == len(ProviderName)
 
 
-def test_merge_lists_uses_the_key_only_through_dynamodb(synthesized: SynthesizedApp) -> None:
+def test_merge_lists_uses_the_key_only_through_dynamodb_and_sqs(synthesized: SynthesizedApp) -> None:
     statements = _statements_of_role(synthesized, FunctionName.MERGE_LISTS)
-    (kms,) = [s for s in statements if any(a.startswith("kms:") for a in _as_list(s["Action"]))]
-    assert kms["Resource"] == _arn(_key_id(synthesized))
-    assert json.dumps(kms["Condition"]["StringEquals"]["kms:ViaService"]).startswith(
-        '{"Fn::Join": ["", ["dynamodb."'
-    )
+    kms = [s for s in statements if any(a.startswith("kms:") for a in _as_list(s["Action"]))]
+    via = {}
+    for statement in kms:
+        assert statement["Resource"] == _arn(_key_id(synthesized))
+        service = json.dumps(statement["Condition"]["StringEquals"]["kms:ViaService"])
+        assert service.startswith('{"Fn::Join": ["", ["')
+        via[service.split('"')[5].rstrip(".")] = set(_as_list(statement["Action"]))
+    assert via == {"dynamodb": {"kms:Decrypt"}, "sqs": {"kms:Decrypt", "kms:GenerateDataKey"}}
 
 
 # --- API ---------------------------------------------------------------------------------------------
@@ -434,7 +438,7 @@ def test_authorizer_uses_the_user_pool_and_users_cannot_write_their_claims(
     custom = {a["Name"] for a in pool["Properties"]["Schema"]}
     assert custom == {"business_id", "role"}
     assert pool["Properties"]["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
-    _, client = _only(synthesized.of_type("AWS::Cognito::UserPoolClient"))
+    client = synthesized.resources[synthesized.logical_id(synthesized.stack.api.user_pool_client)]
     assert {"custom:business_id", "custom:role"} <= set(client["Properties"]["ReadAttributes"])
     assert not any(a.startswith("custom:") for a in client["Properties"]["WriteAttributes"])
 
@@ -579,6 +583,7 @@ def test_outputs_give_an_operator_and_the_capture_product_what_they_need(
         "EventBusName",
         "DocumentsBucketName",
         "AlarmTopicArn",
+        "AdminPageUrl",
     }
 
     stack = synthesized.stack

@@ -1,0 +1,141 @@
+// Items: their publishing status, the ledger link, the last error with its fix, and the preview
+// of what would be sent with where each value came from.
+import { ApiError } from "../api.js";
+import { DESTINATIONS, ITEM_STATUSES, ITEM_TYPES, SOURCES } from "../labels.js";
+import { clear, formatDateTime, h, notice, table, uid } from "../ui.js";
+import { busy, unavailableNotice } from "./common.js";
+
+export async function render(ctx, main, params) {
+  if (params[0]) return renderItem(ctx, main, params[0]);
+  return renderIndex(ctx, main);
+}
+
+function openForm(ctx) {
+  const id = uid("item-id");
+  const input = h("input", { id, name: "item_id", required: true, testid: "item-id", autocomplete: "off" });
+  const form = h("form", { class: "toolbar", "aria-label": "Open an item" },
+    h("div", { class: "field" }, h("label", { for: id }, "Item id"), input),
+    h("button", { type: "submit", class: "secondary", testid: "item-open" }, "Open item"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (input.value.trim()) ctx.navigate(`#/items/${encodeURIComponent(input.value.trim())}`);
+  });
+  return form;
+}
+
+async function renderIndex(ctx, main) {
+  main.append(h("h1", {}, "Items"), h("p", { class: "lead" }, "Captured receipts, bills, sales invoices and expense claims, and where each one is in publishing."));
+  const statusId = uid("status");
+  const select = h("select", { id: statusId, name: "status", testid: "items-status" },
+    h("option", { value: "" }, "Any status"),
+    Object.entries(ITEM_STATUSES).map(([value, label]) => h("option", { value }, label)));
+  const filter = h("form", { class: "toolbar", "aria-label": "Filter items" },
+    h("div", { class: "field" }, h("label", { for: statusId }, "Status"), select),
+    h("button", { type: "submit", class: "secondary" }, "Show"));
+  const results = h("div", { testid: "items-results" });
+  main.append(filter, results, h("h2", {}, "Open an item by its id"), openForm(ctx));
+  const load = async () => {
+    clear(results, h("p", { role: "status" }, "Loading…"));
+    try {
+      const page = await ctx.api.get("/v1/items", { status: select.value });
+      const records = page.items || page.records || [];
+      clear(results, records.length
+        ? table({
+          caption: "Items", testid: "items-table",
+          columns: ["Item", "Type", "Supplier or customer", "Gross", "Status", "Ledger"],
+          rows: records.map((stored) => {
+            const item = stored.item || stored;
+            return [h("a", { href: `#/items/${encodeURIComponent(item.id)}` }, item.id), ITEM_TYPES[item.type] || item.type,
+              (item.supplier || item.customer || item.claimant || {}).name || "", `${item.totals?.gross ?? ""} ${item.currency || ""}`,
+              ITEM_STATUSES[stored.status] || stored.status || "", stored.remote_url ? h("a", { href: stored.remote_url, rel: "noopener", target: "_blank" }, "Open", h("span", { class: "visually-hidden" }, ` ${item.id} in the ledger (new tab)`)) : ""];
+          }),
+        })
+        : h("p", {}, "No items with that status."));
+    } catch (error) {
+      clear(results, error instanceof ApiError && error.unavailable
+        ? unavailableNotice("The list of items", "Open an item by its id below.")
+        : notice("error", error.message));
+    }
+  };
+  filter.addEventListener("submit", (event) => { event.preventDefault(); load(); });
+  await load();
+}
+
+async function renderItem(ctx, main, itemId) {
+  let stored;
+  try {
+    stored = await ctx.api.get(`/v1/items/${encodeURIComponent(itemId)}`);
+  } catch (error) {
+    main.append(h("h1", {}, `Item ${itemId}`), notice("error", error.message), h("p", {}, h("a", { href: "#/items" }, "Back to items")));
+    return;
+  }
+  const item = stored.item;
+  const ledger = ctx.connection ? ctx.provider(ctx.connection.provider).display_name : "the ledger";
+  const party = item.supplier || item.customer || item.claimant || {};
+  main.append(h("h1", {}, `Item ${item.id}`), h("p", {}, h("a", { href: "#/items" }, "Back to items")));
+  main.append(h("dl", { class: "facts", testid: "item-facts" },
+    h("dt", {}, "Status"), h("dd", { testid: "item-status" }, ITEM_STATUSES[stored.status] || stored.status),
+    h("dt", {}, "Type"), h("dd", {}, ITEM_TYPES[item.type] || item.type),
+    h("dt", {}, item.type === "sales" ? "Customer" : item.type === "expense_claim" ? "Claimant" : "Supplier"), h("dd", {}, party.name || ""),
+    h("dt", {}, "Date"), h("dd", {}, item.date),
+    h("dt", {}, "Reference"), h("dd", {}, item.reference || "none"),
+    h("dt", {}, "Total"), h("dd", {}, `${Number(item.totals.gross).toFixed(2)} ${item.currency} (net ${Number(item.totals.net).toFixed(2)}, tax ${Number(item.totals.tax).toFixed(2)})`),
+    h("dt", {}, "In the ledger"), h("dd", {}, stored.remote_url
+      ? h("a", { href: stored.remote_url, target: "_blank", rel: "noopener", testid: "item-ledger-link" }, `Open in ${ledger}`, h("span", { class: "visually-hidden" }, " (new tab)"))
+      : stored.remote_id ? `Published as ${stored.remote_id}` : "Not published yet")));
+  if (stored.last_error) {
+    const error = stored.last_error;
+    main.append(h("section", { class: "card notice-error-card", "aria-labelledby": "error-heading", testid: "item-error" },
+      h("h2", { id: "error-heading" }, "Why it was not published"),
+      h("p", {}, error.message),
+      error.ledger_message ? h("figure", {}, h("figcaption", {}, `${ledger}'s own words:`), h("blockquote", {}, error.ledger_message)) : null,
+      error.hint ? h("p", { testid: "item-fix" }, h("strong", {}, "How to fix it: "), error.hint) : null));
+  }
+  if (stored.attempts?.length) {
+    main.append(table({
+      caption: "Publishing attempts", testid: "item-attempts",
+      columns: ["When", "Revision", "Outcome", "Details"],
+      rows: stored.attempts.map((attempt) => [formatDateTime(attempt.at), String(attempt.revision), attempt.outcome, attempt.message || ""]),
+    }));
+  }
+  const out = h("div", { testid: "item-preview-out" });
+  const previewButton = h("button", { type: "button", class: "secondary", testid: "item-preview-button" }, "Preview what will be sent");
+  previewButton.addEventListener("click", () => busy(previewButton, async () => {
+    clear(out);
+    try {
+      const result = await ctx.api.post(`/v1/items/${encodeURIComponent(item.id)}/preview`, {});
+      out.append(previewTable(result.plan || result));
+    } catch (error) {
+      out.append(error instanceof ApiError && error.unavailable
+        ? unavailableNotice("The publishing preview", "It will show each value that would be sent and where it came from.")
+        : notice("error", error.message));
+    }
+  }));
+  main.append(h("section", { class: "card", "aria-labelledby": "preview-heading" },
+    h("h2", { id: "preview-heading" }, "Preview"),
+    h("p", {}, "What ledgerlink would send, value by value, and where each value came from: an edit by hand, a supplier rule, the capture, the connection's settings or the ledger's own defaults."),
+    h("div", { class: "actions" }, previewButton), out));
+}
+
+function resolved(value) {
+  if (!value) return ["", ""];
+  const text = [value.code, value.name].filter(Boolean).join(" ") || value.remote_id || value.record_id || "—";
+  return [text, SOURCES[value.source] || value.source || ""];
+}
+
+function previewTable(plan) {
+  const rows = [["Destination", DESTINATIONS[plan.destination] || plan.destination || "", "Settings or rule"]];
+  if (plan.contact) rows.push(["Contact", ...resolved(plan.contact)]);
+  if (plan.bank_account) rows.push(["Bank account", ...resolved(plan.bank_account)]);
+  (plan.lines || []).forEach((line, index) => {
+    const prefix = `Line ${index + 1}`;
+    for (const [key, label] of [["category", "category"], ["tax_rate", "tax rate"], ["project", "project"], ["project_2", "project 2"], ["product", "product"]]) {
+      if (line[key]) rows.push([`${prefix} ${label}`, ...resolved(line[key])]);
+    }
+  });
+  const problems = plan.problems || [];
+  return h("div", { testid: "item-preview" },
+    table({ caption: "What would be sent", columns: ["Field", "Value", "Where it came from"], rows }),
+    problems.length ? h("div", { class: "notice notice-error", role: "alert" }, h("h3", {}, "Problems to fix before publishing"),
+      h("ul", {}, problems.map((problem) => h("li", {}, `${problem.message} `, h("strong", {}, "Fix: "), problem.hint)))) : null);
+}
