@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from enum import StrEnum
+
 from pydantic import BaseModel, ConfigDict, Field
 
+from ledgerlink.models.common import ItemType
 from ledgerlink.models.items import ListRecordId
 
 
@@ -20,3 +24,54 @@ class PartyRule(BaseModel):
     destination: str | None = Field(default=None, max_length=64)
     bank_account: ListRecordId | None = None
     auto_publish: bool = False
+
+
+# The fields of a rule that name a list record, with the list each must come from.
+RULE_REFERENCES: tuple[str, ...] = (
+    "contact",
+    "category",
+    "tax_rate",
+    "project",
+    "project_2",
+    "product",
+    "bank_account",
+)
+
+
+class RuleKind(StrEnum):
+    """Whose rule: a supplier's (cost items) or a customer's (sales items)."""
+
+    SUPPLIER = "supplier"
+    CUSTOMER = "customer"
+
+    @property
+    def item_type(self) -> ItemType:
+        return ItemType.COST if self is RuleKind.SUPPLIER else ItemType.SALES
+
+    @property
+    def plural(self) -> str:
+        """The path segment: /v1/rules/suppliers, /v1/rules/customers."""
+        return f"{self.value}s"
+
+
+class StoredRule(BaseModel):
+    """A rule as stored and as the rules API returns it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: RuleKind
+    key: str
+    rule: PartyRule
+    updated_at: datetime
+    updated_by: str
+
+
+class RulesView(BaseModel):
+    rules: list[StoredRule]
+
+
+class RuleSaved(BaseModel):
+    """PUT answer: the rule, and the waiting items it queued for publishing (auto-publish)."""
+
+    rule: StoredRule
+    queued_items: list[str] = Field(default_factory=list)
