@@ -74,6 +74,16 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/items/{item_id}/preview", FunctionName.PUBLISH_ITEM),
     Route("POST", "/v1/items/{item_id}/publish", FunctionName.PUBLISH_ITEM),
     Route("POST", "/v1/connection/merge-lists/preview", FunctionName.MERGE_LISTS),
+    Route("POST", "/v1/connection/merge-lists/apply", FunctionName.MERGE_LISTS),
+    Route("POST", "/v1/connection/merge-lists/undo", FunctionName.MERGE_LISTS),
+    Route("GET", "/v1/rules/suppliers", FunctionName.MERGE_LISTS),
+    Route("GET", "/v1/rules/suppliers/{key}", FunctionName.MERGE_LISTS),
+    Route("PUT", "/v1/rules/suppliers/{key}", FunctionName.MERGE_LISTS),
+    Route("DELETE", "/v1/rules/suppliers/{key}", FunctionName.MERGE_LISTS),
+    Route("GET", "/v1/rules/customers", FunctionName.MERGE_LISTS),
+    Route("GET", "/v1/rules/customers/{key}", FunctionName.MERGE_LISTS),
+    Route("PUT", "/v1/rules/customers/{key}", FunctionName.MERGE_LISTS),
+    Route("DELETE", "/v1/rules/customers/{key}", FunctionName.MERGE_LISTS),
 )
 
 

@@ -39,7 +39,10 @@ FUNCTION_TIMEOUT_SECONDS: MappingProxyType[FunctionName, int] = MappingProxyType
     {
         FunctionName.OAUTH_CALLBACK: 29,
         FunctionName.MERGE_LISTS: 29,
-        FunctionName.REFRESH_LISTS: 300,  # a full list import pages through thousands of records
+        # A large import is paced by the connection's call budget (services/budget.py): KashFlow's
+        # 10,000 contacts alone take over four minutes at the refresh's share of 60 calls a minute.
+        # A refresh hands over to a fresh delivery after services/lists.REFRESH_TIME_ALLOWANCE.
+        FunctionName.REFRESH_LISTS: 900,
         FunctionName.PUBLISH_ITEM: 120,
     }
 )

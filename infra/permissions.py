@@ -105,9 +105,10 @@ PERMISSIONS: MappingProxyType[FunctionName, tuple[Grant, ...]] = MappingProxyTyp
             _READ_APP_CREDENTIALS,
             _KEY_USE,
             _EMIT_EVENTS,
-            # The schedule fan-out enqueues one message per due connection (a resume is re-sent with a
-            # delay rather than held back); the worker consumes them.
-            _grant(Resource.REFRESH_QUEUE, "sqs:SendMessage"),
+            # The schedule fan-out and POST refresh enqueue; a refresh stopped by a 429/5xx holds its
+            # message back for the ledger's Retry-After (ChangeMessageVisibility) and carries on from
+            # its checkpoint when it comes back (a refresh close to the DLQ is re-sent fresh instead).
+            _grant(Resource.REFRESH_QUEUE, "sqs:SendMessage", "sqs:ChangeMessageVisibility"),
             _grant(Resource.REFRESH_QUEUE, *_SQS_POLLER_ACTIONS, caller=Caller.EVENT_SOURCE_MAPPING),
             *_RUNTIME,
         ),
@@ -125,11 +126,20 @@ PERMISSIONS: MappingProxyType[FunctionName, tuple[Grant, ...]] = MappingProxyTyp
             *_RUNTIME,
         ),
         FunctionName.MERGE_LISTS: (
-            _grant(Resource.TABLE, *_TABLE_CRUD, "dynamodb:ConditionCheckItem"),
-            _EMIT_EVENTS,
+            # Rules, merge proposals, undo records; a merge is applied with TransactWriteItems, which
+            # IAM checks as the PutItem/UpdateItem actions inside it (there is no action of its own).
+            _grant(Resource.TABLE, *_TABLE_CRUD),
+            _EMIT_EVENTS,  # lists.merged, lists.merge_undone
+            # A saved auto-publish rule queues the supplier's waiting items.
+            _grant(Resource.PUBLISH_QUEUE, "sqs:SendMessage"),
             # The table is encrypted with the stack key and DynamoDB decrypts the table key with the
-            # caller's permission; merge_lists never uses the key itself, so only through DynamoDB.
+            # caller's permission; merge_lists never uses the key itself, so only through DynamoDB...
             _grant(Resource.STACK_KEY, "kms:Decrypt", caller=Caller.AWS_SERVICE, via="dynamodb"),
+            # ...and through SQS, which encrypts a message sent to the (KMS-encrypted) publish queue
+            # with a data key generated under the caller's permission.
+            _grant(
+                Resource.STACK_KEY, "kms:GenerateDataKey", "kms:Decrypt", caller=Caller.AWS_SERVICE, via="sqs"
+            ),
             *_RUNTIME,
         ),
     }

@@ -59,6 +59,9 @@ class QueuePoller:
         self._queue_arn = attributes["QueueArn"]
         self._region = self._queue_arn.split(":")[3]
         self.batches = 0
+        # Receipt handles of messages the handler failed: SQS redelivers them after their
+        # visibility timeout (tests fast-forward that with make_failed_visible()).
+        self.failed_receipts: list[str] = []
 
     def start(self) -> None:
         self._thread.start()
@@ -82,6 +85,7 @@ class QueuePoller:
         result = self._host.invoke(self._function, sqs_event(messages, self._queue_arn, self._region)) or {}
         failed = {failure["itemIdentifier"] for failure in result.get("batchItemFailures", [])}
         done = [m for m in messages if m["MessageId"] not in failed]
+        self.failed_receipts += [m["ReceiptHandle"] for m in messages if m["MessageId"] in failed]
         if done:
             self._sqs.delete_message_batch(
                 QueueUrl=self._queue_url,
@@ -89,6 +93,13 @@ class QueuePoller:
             )
         self.batches += 1
         return len(messages)
+
+    def make_failed_visible(self) -> int:
+        """Let the failed messages come back now instead of after their visibility timeout."""
+        handles, self.failed_receipts = self.failed_receipts, []
+        for handle in handles:
+            self._sqs.change_message_visibility(QueueUrl=self._queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
+        return len(handles)
 
     def _run(self) -> None:
         while not self._stop.is_set():

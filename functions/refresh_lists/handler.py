@@ -1,4 +1,4 @@
-"""List refresh: the scheduled fan-out, the refresh worker (SQS) and the lists API."""
+"""List refresh: the scheduled fan-out, the refresh worker (SQS), POST refresh and the lists API."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ledgerlink.api.http import ERROR_RESPONSES, build_resolver, current_caller
 from ledgerlink.api.schemas import ListPage
+from ledgerlink.models.refresh import RefreshStarted
 from ledgerlink.observability import logger, metrics, tracer
-from ledgerlink.services.queues import RefreshRequest
 from ledgerlink.wiring import list_service
 
 app = build_resolver()
@@ -24,18 +24,38 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 @app.get("/v1/lists/<list_type>", responses=ERROR_RESPONSES)
 def get_list(
     list_type: str,
+    *,
     status: Annotated[str, Query()] = "active",
     q: Annotated[str | None, Query(max_length=200)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    usable_for: Annotated[str | None, Query(max_length=40)] = None,
+    role: Annotated[str | None, Query(max_length=40)] = None,
 ) -> ListPage:
     return list_service().page(
-        current_caller(app), list_type, status=status, query=q, cursor=cursor, limit=limit
+        current_caller(app),
+        list_type,
+        status=status,
+        query=q,
+        cursor=cursor,
+        limit=limit,
+        usable_for=usable_for,
+        role=role,
     )
 
 
+@app.post("/v1/connection/refresh", status_code=202, responses=ERROR_RESPONSES)
+def request_refresh() -> RefreshStarted:
+    return list_service().request_refresh(current_caller(app))
+
+
 def refresh_record(record: SQSRecord) -> None:
-    list_service().refresh(RefreshRequest.model_validate_json(record.body))
+    list_service().handle_record(
+        record.body,
+        message_id=record.message_id,
+        receipt_handle=record.receipt_handle,
+        receive_count=int(record.attributes.approximate_receive_count),
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -286,7 +286,9 @@ class Functions(Construct):
                 publish_queue_url=resources.publish_queue.queue_url,
                 documents_bucket=resources.documents_bucket.bucket_name,
             ),
-            FunctionName.MERGE_LISTS: MergeSettings(**common),
+            FunctionName.MERGE_LISTS: MergeSettings(
+                **common, publish_queue_url=resources.publish_queue.queue_url
+            ),
         }
 
 

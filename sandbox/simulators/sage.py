@@ -12,7 +12,7 @@ API (``/v3.1``; ``X-Business`` picks the business, absent → the user's lead bu
     ``GET /user``, ``GET /businesses``, ``GET /businesses/{id|lead}``; lists ``GET`` ledger_accounts,
     contacts, tax_rates, products, services, analysis_types, analysis_type_categories,
     bank_accounts, purchase_invoices, purchase_quick_entries, sales_invoices, other_payments,
-    contact_payments, attachments (and ``GET /{resource}/{id}``); ``GET /financial_settings``,
+    contact_payments, attachments, bank_transactions (UNCONFIRMED, below) (and ``GET /{resource}/{id}``); ``GET /financial_settings``,
     ``GET /business_settings``; ``POST`` contacts, purchase_invoices, purchase_quick_entries,
     sales_invoices, other_payments, contact_payments, attachments (base64 JSON); ``DELETE
     /{resource}/{id}`` for those; ``GET /attachments/{id}/file``.
@@ -58,6 +58,13 @@ UNCONFIRMED behaviours — each a setting whose default is the stricter choice:
 * ``minute_limit = 100`` / ``day_limit = 2500`` per business ([3p]; v3.0 documented 200/min).
 * ``retry_after_seconds = None`` — 429s carry no ``Retry-After``; set a number to add one.
 * ``items_per_page_above_max = "error"`` — ``items_per_page`` above 200 → 422 (``"clamp"``: 200).
+* ``GET /bank_transactions`` — NOT in the published v3.1 definitions: Sage keeps bank-feed lines in
+  its Banking Service and the Accounting API documents no read of them. The simulator serves the
+  unreconciled lines there (filters ``bank_account_id``, ``transaction_type_id``, ``from_date``,
+  ``to_date``; rows ``{id, date, reference, payee_name, contact, bank_account, transaction_type
+  MONEY_OUT, total_amount, is_reconciled}``) so bank match can be exercised; every live bank and
+  card account carries the neutral seed's five lines (``seed.SeedBankLine``) and ``add_bank_line``
+  adds more. Against the real API the adapter treats a 404 there as "no line found".
 * ``idempotency_window_seconds = 3600`` — how long an ``idempotency_id`` replays.
 * ``idempotency_mismatch_is_error = True`` — the same ``idempotency_id`` with a different body → 422
   (``False``: replay the first response anyway).
@@ -83,6 +90,8 @@ import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
 
@@ -246,6 +255,15 @@ class SageSimulator(LedgerSimulator):
 
     def business(self, name_or_id: str) -> SageBusiness:
         return find_named(self.businesses.values(), name_or_id, lambda b: {b.id, b.name.lower()}, "business")
+
+    def add_bank_line(self, business: str, bank_account_id: str, on: date, amount: Decimal | str, *,
+                      reference: str = "CARD PAYMENT") -> str:
+        """An unreconciled money-out line on a bank account (what bank match pairs a payment with);
+        returns its id. Not an API write: the write log stays as it was."""
+        with self.lock:
+            record = self.business(business).add_bank_line(bank_account_id, on, Decimal(str(amount)),
+                                                           reference=reference, now=self.clock.now())
+        return str(record["id"])
 
     def set_lead_business(self, name_or_id: str) -> None:
         with self.lock:
@@ -546,7 +564,7 @@ class SageSimulator(LedgerSimulator):
             return ref_is("attachment_context_type", "attachment_context_type_id") and ref_is(
                 "attachment_context", "attachment_context_id")
         if resource in {"purchase_invoices", "purchase_quick_entries", "sales_invoices", "other_payments",
-                        "contact_payments"}:
+                        "contact_payments", "bank_transactions"}:
             from_date, to_date = args.get("from_date"), args.get("to_date")
             return (ref_is("contact", "contact_id") and ref_is("status", "status_id")
                     and ref_is("bank_account", "bank_account_id") and ref_is("transaction_type", "transaction_type_id")

@@ -48,6 +48,8 @@ LIST_RESOURCES: dict[str, bool] = {
     "analysis_types": False, "analysis_type_categories": False, "bank_accounts": True,
     "purchase_invoices": True, "purchase_quick_entries": True, "sales_invoices": True, "other_payments": True,
     "contact_payments": True, "attachments": True,
+    # UNCONFIRMED: not in the published v3.1 definitions (see the simulator's module docstring).
+    "bank_transactions": False,
 }
 # Resources a POST creates, and the wrapper key of the object in the body.
 WRITABLE_RESOURCES: dict[str, str] = {
@@ -283,6 +285,7 @@ class SageBusiness:
         business._load_contacts(seed, ago)
         business._load_items(seed, ago)
         business._load_analysis(seed, created)
+        business._load_bank_lines(seed, now)
         business.business["subscriptions"] = business.subscriptions()
         return business
 
@@ -444,6 +447,32 @@ class SageBusiness:
                 "id": type_id, "displayed_as": name, "name": name, "active": dimension is not None,
                 "analysis_type_categories": categories, "created_at": created, "updated_at": created,
             })
+
+    def _load_bank_lines(self, seed: SeedOrganisation, now: datetime) -> None:
+        for line in seed.bank_lines:
+            bank = self.resources["bank_accounts"].get(self.rid("bank_account", line.bank_account_code))
+            payee = self.live("contacts", self.rid("contact", line.payee_key))
+            if bank is None:
+                continue
+            self.add_bank_line(bank["id"], (now - timedelta(days=line.days_ago)).date(), line.amount,
+                               reference=line.reference, payee=payee, line_id=self.rid("bank_transaction", line.key),
+                               now=now)
+
+    def add_bank_line(self, bank_account_id: str, on: date, amount: Decimal, *, reference: str = "CARD PAYMENT",
+                      payee: Record | None = None, line_id: str | None = None, now: datetime) -> Record:
+        """An unreconciled money-out line on a bank account, as the bank feed leaves it (seed data and
+        tests; never an API write)."""
+        bank = self.resources["bank_accounts"][bank_account_id]
+        stamp = truncate_to_millis(now)
+        return self._add("bank_transactions", {
+            "id": line_id or uuid.uuid4().hex, "displayed_as": reference,
+            "bank_account": base_ref(bank),
+            "transaction_type": system_ref("bank_transaction_types", "MONEY_OUT", "Money Out"),
+            "date": on.isoformat(), "reference": reference,
+            "payee_name": payee["name"] if payee else None, "contact": base_ref(payee) if payee else None,
+            "total_amount": money(amount), "currency": system_ref("currencies", "GBP", "Pound Sterling (GBP)"),
+            "is_reconciled": False, "created_at": stamp, "updated_at": stamp, "deleted_at": None,
+        })
 
     # -- look-ups --------------------------------------------------------------------------------
 

@@ -14,8 +14,11 @@ Presets:
     Two organisations for the seeded user, so an organisation picker is exercised. The first,
     "Demo Company (UK)", has ~50 accounts (3 bank accounts, one archived expense account),
     130 contacts (suppliers and customers, some archived — more than one 100-row page),
-    15 items, two tracking dimensions (one option archived), 5 projects. The second is a joinery
-    business with a different chart, different contacts and different items.
+    15 items, two tracking dimensions (one option archived), 5 projects, and five unreconciled
+    money-out lines on each live bank and card account (paid 2-27 days ago to seeded suppliers;
+    fixed amounts such as 54.00, 42.50, 68.40, 312.00 and 18.95, plus a penny per account index, so
+    an amount belongs to one account). The second is a joinery business with a different chart,
+    different contacts and different items (and the same kind of bank lines).
 ``large``
     The first organisation grows to 500 accounts, 10,000 contacts and 1,000 items (for paging and
     incremental-sync benchmarks); the second stays small.
@@ -227,6 +230,21 @@ class SeedPerson:
 
 
 @dataclass(frozen=True)
+class SeedBankLine:
+    """A line on a bank account that nobody has reconciled yet: money that left the account and
+    waits to be paired with a bill (what bank match looks for). Ledgers that show such lines map it
+    into their own shape (Xero: an unreconciled SPEND BankTransaction)."""
+
+    key: str
+    bank_account_code: str
+    days_ago: int
+    amount: Decimal  # positive: money out
+    payee_key: str  # a seeded supplier (SeedContact.key)
+    reference: str
+    category_code: str  # what the ledger coded it to, where a line carries coding
+
+
+@dataclass(frozen=True)
 class SeedOrganisation:
     key: str
     name: str
@@ -245,6 +263,7 @@ class SeedOrganisation:
     tracking: tuple[SeedTrackingDimension, ...] = ()
     projects: tuple[SeedProject, ...] = ()
     people: tuple[SeedPerson, ...] = ()
+    bank_lines: tuple[SeedBankLine, ...] = ()
     vat_rates: tuple[VatRate, ...] = UK_VAT_RATES
     base_currency: str = "GBP"
     country_code: str = "GB"
@@ -704,6 +723,42 @@ def _people(org: str, domain: str) -> list[SeedPerson]:
     ]
 
 
+# (reference, amount, days ago): a few card and bank payments a small business has not reconciled yet.
+# Fixed rather than random so the lines (and the amounts tests avoid) never move with the rng.
+_BANK_LINE_PATTERNS: tuple[tuple[str, str, int], ...] = (
+    ("CARD PAYMENT STATIONERY", "54.00", 2),
+    ("DD TELECOM", "42.50", 5),
+    ("CARD PAYMENT FUEL", "68.40", 9),
+    ("FASTER PAYMENT SUPPLIER", "312.00", 16),
+    ("CARD PAYMENT COURIER", "18.95", 23),
+)
+
+
+def _bank_lines(accounts: list[SeedAccount], contacts: list[SeedContact]) -> list[SeedBankLine]:
+    """A deterministic handful of unreconciled money-out lines on every live bank or card account,
+    each paid to a live seeded supplier and coded to that supplier's default purchase account."""
+    banks = [a for a in accounts if a.kind in BANK_KINDS and not a.archived]
+    payees = [c for c in contacts if c.is_supplier and not c.archived and c.default_purchase_account_code]
+    if not payees:
+        return []
+    lines: list[SeedBankLine] = []
+    for bank_index, bank in enumerate(banks):
+        for line_index, (reference, amount, days_ago) in enumerate(_BANK_LINE_PATTERNS):
+            payee = payees[(bank_index * len(_BANK_LINE_PATTERNS) + line_index) % len(payees)]
+            assert payee.default_purchase_account_code is not None
+            lines.append(SeedBankLine(
+                key=f"bank-line:{bank.code}:{line_index + 1}",
+                bank_account_code=bank.code,
+                days_ago=days_ago + bank_index,
+                # Pence differ per account so one amount is never on two accounts at once.
+                amount=Decimal(amount) + Decimal(bank_index) / 100,
+                payee_key=payee.key,
+                reference=reference,
+                category_code=payee.default_purchase_account_code,
+            ))
+    return lines
+
+
 def _quarter_end_before(today: date, quarters_back: int) -> date:
     """The last day of the calendar quarter ``quarters_back`` quarters before today's."""
     quarter_start_month = 3 * ((today.month - 1) // 3) + 1
@@ -774,7 +829,7 @@ def _demo_company(preset: Preset, seed: int, today: date) -> SeedOrganisation:
     )
     return replace(
         org, accounts=tuple(accounts), contacts=tuple(contacts), items=tuple(items),
-        tracking=tuple(tracking), projects=tuple(projects),
+        tracking=tuple(tracking), projects=tuple(projects), bank_lines=tuple(_bank_lines(accounts, contacts)),
     )
 
 
@@ -808,5 +863,5 @@ def _joinery_company(preset: Preset, seed: int, today: date) -> SeedOrganisation
                          contacts, rng, today)
     return replace(
         org, accounts=tuple(accounts), contacts=tuple(contacts), items=tuple(_items(_JOINERY_ITEMS, rng)),
-        tracking=tuple(tracking), projects=tuple(projects),
+        tracking=tuple(tracking), projects=tuple(projects), bank_lines=tuple(_bank_lines(accounts, contacts)),
     )

@@ -17,6 +17,13 @@ Accounting (``/api.xro/2.0``; paths are case-insensitive, as Xero's are)
 Projects (``/projects.xro/2.0``)
     ``GET|POST /Projects``, ``GET|PUT|PATCH /Projects/{projectId}``.
 
+Seeded bank lines: Xero's bank statement lines are not readable through the Accounting API, so
+the unreconciled money on a bank account is what ``GET /BankTransactions?where=IsReconciled==false``
+returns. Every live bank and card account of the seeded organisations carries the neutral seed's
+five unreconciled SPEND transactions (``seed.SeedBankLine``: dated 2-27 days before the clock's
+start, paid to seeded suppliers, no tax); ``add_bank_line`` adds more for a test. They are seed
+data, not writes: ``writes(kind="BankTransaction")`` shows only what a client created.
+
 Behaviour (see ``reference/providers.md`` §1 and §6.2): MS-JSON dates in responses, ``YYYY-MM-DD``
 (or MS-JSON, as the SDKs send) in requests; the ``Id/Status/ProviderName/DateTimeUTC``
 envelope; 401 ``TokenExpired`` / ``AuthenticationUnsuccessful`` problem bodies; 403
@@ -83,7 +90,8 @@ import secrets
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -497,6 +505,17 @@ class XeroSimulator(LedgerSimulator):
             connection = self._connection(user_id, client_id, self.org(tenant).tenant_id)
             if connection is not None:
                 del self.connections[connection.id]
+
+    def add_bank_line(self, tenant: str, bank_account_id: str, on: date, amount: Decimal | str, *,
+                      contact_id: str | None = None, reference: str = "CARD PAYMENT") -> str:
+        """An unreconciled money-out line (a SPEND BankTransaction with ``IsReconciled`` false) on a
+        bank account, as a bank feed would leave it; returns its BankTransactionID. Not an API write:
+        the write log stays as it was."""
+        with self.lock:
+            record = self.org(tenant).add_bank_line(bank_account_id, on, Decimal(str(amount)),
+                                                    contact_id=contact_id, reference=reference,
+                                                    now=self.clock.now())
+        return str(record["BankTransactionID"])
 
     # -- faults ----------------------------------------------------------------------------------
 

@@ -293,6 +293,7 @@ class XeroOrganisation:
         org._load_tracking(seed, rid)
         org._load_users(seed, now, rid)
         org._load_projects(seed, rid)
+        org._load_bank_lines(seed, now, rid)
         return org
 
     def _load_tax_rates(self, seed: SeedOrganisation, now: datetime) -> None:
@@ -460,6 +461,60 @@ class XeroOrganisation:
                 "estimate": {"currency": seed.base_currency, "value": project.estimate},
                 "status": "CLOSED" if project.closed else "INPROGRESS",
             }
+
+    def _load_bank_lines(self, seed: SeedOrganisation, now: datetime, rid: Callable[..., str]) -> None:
+        """The seed's unreconciled bank lines as Xero shows them through the Accounting API: SPEND
+        BankTransactions with ``IsReconciled`` false (Xero's statement lines themselves are not
+        readable through the API)."""
+        for line in seed.bank_lines:
+            bank = self.account_by_code(line.bank_account_code)
+            contact = self.contacts.get(rid("contact", line.payee_key))
+            if bank is None or contact is None:
+                continue
+            self.add_bank_line(
+                bank["AccountID"], (now - timedelta(days=line.days_ago)).date(), line.amount,
+                contact_id=contact["ContactID"], reference=line.reference, account_code=line.category_code,
+                transaction_id=rid("bank-line", line.key), now=now,
+            )
+
+    def add_bank_line(self, bank_account_id: str, on: date, amount: Decimal, *, contact_id: str | None = None,
+                      reference: str = "CARD PAYMENT", account_code: str | None = None,
+                      transaction_id: str | None = None, now: datetime) -> Record:
+        """An unreconciled money-out line on a bank account (seed data and tests; never an API write,
+        so it is not in the write log). Coded without tax, as a bank feed line is."""
+        bank = self.accounts[bank_account_id.lower()]
+        contact = self.contacts[contact_id.lower()] if contact_id else next(
+            c for c in self.contacts.values() if c["ContactStatus"] == "ACTIVE" and c.get("IsSupplier"))
+        code = account_code or contact.get("PurchasesDefaultAccountCode") or "429"
+        account = self.account_by_code(code)
+        total = money(amount)
+        record: Record = {
+            "BankTransactionID": transaction_id or new_id(),
+            "Type": "SPEND",
+            "Contact": self.contact_summary(contact),
+            "BankAccount": _account_summary(bank),
+            "IsReconciled": False,
+            "Date": on,
+            "Reference": reference,
+            "CurrencyCode": BASE_CURRENCY,
+            "CurrencyRate": Decimal("1.000000"),
+            "Url": None,
+            "Status": "AUTHORISED",
+            "LineAmountTypes": "NoTax",
+            "LineItems": [{
+                "LineItemID": new_id(), "Description": reference, "Quantity": Decimal("1"),
+                "UnitAmount": total, "AccountCode": code,
+                "AccountID": account["AccountID"] if account else None, "TaxType": "NONE",
+                "TaxAmount": Decimal("0.00"), "LineAmount": total, "Tracking": [], "ValidationErrors": [],
+            }],
+            "SubTotal": total,
+            "TotalTax": Decimal("0.00"),
+            "Total": total,
+            "UpdatedDateUTC": truncate_to_millis(now),
+            "HasAttachments": False,
+        }
+        self.bank_transactions[record["BankTransactionID"]] = record
+        return record
 
     # -- look-ups ----------------------------------------------------------------------------------
 

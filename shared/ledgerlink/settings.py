@@ -81,6 +81,8 @@ class PublishSettings(CommonSettings):
 class MergeSettings(CommonSettings):
     """merge_lists: supplier rules and Merge Lists."""
 
+    publish_queue_url: str  # a saved auto-publish rule queues the party's waiting items
+
 
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 

@@ -18,17 +18,27 @@ from ledgerlink.services.items import ItemService
 from ledgerlink.services.ledgers import Ledgers
 from ledgerlink.services.licences import LicenceService
 from ledgerlink.services.lists import ListService
+from ledgerlink.services.merge import MergeService
 from ledgerlink.services.planning import NoRules, Planner
 from ledgerlink.services.publish_consumer import PublishConsumer
 from ledgerlink.services.publishing import Publisher
 from ledgerlink.services.queues import HeldItems, PublishQueue, RefreshQueue
-from ledgerlink.settings import CommonSettings, ConnectionSettings, PublishSettings, RefreshSettings
+from ledgerlink.services.rules import RuleService
+from ledgerlink.settings import (
+    CommonSettings,
+    ConnectionSettings,
+    MergeSettings,
+    PublishSettings,
+    RefreshSettings,
+)
 from ledgerlink.storage.connections import ConnectionRepository
 from ledgerlink.storage.dynamo import Table
 from ledgerlink.storage.items import ItemRepository
 from ledgerlink.storage.licences import LicenceRepository
 from ledgerlink.storage.lists import ListRepository, RefreshRecordRepository
+from ledgerlink.storage.merge import AtomicWriter, MergeRepository
 from ledgerlink.storage.oauth_state import OAuthStateRepository
+from ledgerlink.storage.rules import RuleRepository
 from ledgerlink.storage.schema import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 
 T = TypeVar("T")
@@ -186,4 +196,40 @@ def publish_consumer(runtime: Runtime) -> PublishConsumer:
         publisher=publisher(),
         queue=PublishQueue(runtime.aws_client("sqs"), settings.publish_queue_url),
         capture_once=capture_once,
+    )
+
+
+# --- merge_lists: supplier and customer rules, Merge Lists (issue 7) -------------------------------------
+
+
+@per_container
+def rule_service(runtime: Runtime) -> RuleService:
+    settings = runtime.settings(MergeSettings)
+    table = _table(runtime, settings)
+    rules = RuleRepository(table)
+    return RuleService(
+        rules=rules,
+        connections=ConnectionRepository(table),
+        lists=ListRepository(table),
+        items=ItemRepository(table),
+        # Its own planner: this one finds rules (publish_item's may not yet), and caches lists per container.
+        planner=Planner(ListRepository(table), rules),
+        queue=PublishQueue(runtime.aws_client("sqs"), settings.publish_queue_url),
+        clock=runtime.clock,
+    )
+
+
+@per_container
+def merge_service(runtime: Runtime) -> MergeService:
+    settings = runtime.settings(MergeSettings)
+    table = _table(runtime, settings)
+    return MergeService(
+        connections=ConnectionRepository(table),
+        lists=ListRepository(table),
+        rules=RuleRepository(table),
+        items=ItemRepository(table),
+        merges=MergeRepository(table),
+        writer=AtomicWriter(table),
+        events=EventPublisher(runtime.aws_client("events"), settings.event_bus_name),
+        clock=runtime.clock,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -107,6 +107,30 @@ class LedgerHarness(ABC):
 
     lists_with_archived_rows: tuple[ListType, ...] = ()
 
+    def batch_path(self) -> tuple[str, str]:
+        """Method and path glob of the call a batch of bills goes out in: the ledger's batch write,
+        or the bill call itself where there is none (one call per plan)."""
+        return self.publish_path()
+
+    # --- bank match (ledgers whose capabilities.bank_match is true) ---------------------------
+
+    def add_bank_line(self, bank_account_remote_id: str, amount: Decimal, on: date) -> str:
+        """Put an unreconciled money-out line on the bank account, as a bank feed would; returns
+        the line's remote id."""
+        raise NotImplementedError(f"{self.provider} has no bank match")
+
+    def is_paid(self, remote_id: str) -> bool:
+        """Whether the bill ``publish`` created is fully paid at the ledger."""
+        raise NotImplementedError(f"{self.provider} has no bank match")
+
+    def payments(self) -> list[dict[str, Any]]:
+        """Payments created at the simulator."""
+        raise NotImplementedError(f"{self.provider} has no bank match")
+
+    def bank_transactions_created(self) -> list[dict[str, Any]]:
+        """Bank transactions of our own making (bank match must never create one)."""
+        raise NotImplementedError(f"{self.provider} has no bank match")
+
     # --- shared helpers -------------------------------------------------------------------------
 
     def fetch_all(self) -> dict[ListType, list[ListRecord]]:
@@ -115,6 +139,11 @@ class LedgerHarness(ABC):
             for t in self.adapter.capabilities.lists
         }
 
+    @staticmethod
+    def bank_account(lists: dict[ListType, list[ListRecord]]) -> ListRecord:
+        """The first live bank account of the imported lists."""
+        return next(r for r in lists[ListType.BANK_ACCOUNTS] if r.status == RecordStatus.ACTIVE)
+
     def cost_plan(
         self,
         item_id: str = "contract-1",
@@ -122,8 +151,13 @@ class LedgerHarness(ABC):
         lists: dict[ListType, list[ListRecord]] | None = None,
         revision: int = 1,
         category_code: str | None = None,
+        net: Decimal = Decimal("100.00"),
+        paid_on: date | None = None,
+        bank_account: ListRecord | None = None,
+        bank_match: bool = False,
     ) -> PublishPlan:
-        """A bill for a seeded supplier, coded with the first usable category and purchase tax rate."""
+        """A bill for a seeded supplier, coded with the first usable category and purchase tax rate;
+        paid from ``bank_account`` on ``paid_on`` when given (with Bank match on if asked)."""
         lists = lists or self.fetch_all()
         index = ListIndex.build(r for records in lists.values() for r in records)
         active = [r for records in lists.values() for r in records if r.status == RecordStatus.ACTIVE]
@@ -143,7 +177,6 @@ class LedgerHarness(ABC):
             None,
         )
         supplier = next(r for r in active if r.list_type == ListType.CONTACTS and r.is_supplier)
-        net = Decimal("100.00")
         tax_amount = (net * Decimal(str(tax.rate if tax else 0)) / 100).quantize(Decimal("0.01"))
         line: dict[str, Any] = {
             "description": "Contract test paper",
@@ -164,6 +197,9 @@ class LedgerHarness(ABC):
                 "currency": "GBP",
                 "totals": {"net": net, "tax": tax_amount, "gross": net + tax_amount},
                 "lines": [line],
+                "paid": {"date": paid_on.isoformat(), "bank_account": bank_account.id}
+                if paid_on is not None and bank_account is not None
+                else None,
             }
         )
         return build_publish_plan(
@@ -171,10 +207,76 @@ class LedgerHarness(ABC):
             item=item,
             revision=revision,
             rule=None,
-            settings=PublishingSettings(),
+            settings=PublishingSettings(bank_match=bank_match),
             lists=index,
             capabilities=self.adapter.capabilities,
         )
+
+    def destination_plan(
+        self, lists: dict[ListType, list[ListRecord]], item_type: ItemType, destination: str, item_id: str
+    ) -> PublishPlan:
+        """A paid item of ``item_type`` for ``destination``, coded from the imported lists; its
+        supplier or customer (not a claimant of a native claim) resolved as the publishing service
+        does, found or created at the ledger first."""
+        active = [r for records in lists.values() for r in records if r.status == RecordStatus.ACTIVE]
+        category = next(r for r in active if r.list_type == ListType.CATEGORIES and item_type in r.usable_for)
+        tax = next(
+            (
+                r
+                for r in active
+                if r.list_type == ListType.TAX_RATES and item_type in r.applies_to and (r.rate or 0) > 0
+            ),
+            None,
+        )
+        net = Decimal("50.00")
+        tax_amount = (net * Decimal(str(tax.rate if tax else 0)) / 100).quantize(Decimal("0.01"))
+        line: dict[str, Any] = {"description": "Contract test", "amount": net, "tax_amount": tax_amount}
+        line["category"] = category.id
+        if tax is not None:
+            line["tax_rate"] = tax.id
+        fields: dict[str, Any] = {
+            "id": item_id,
+            "type": item_type.value,
+            "date": "2026-11-02",
+            "due_date": "2026-12-02",
+            "reference": f"REF-{item_id}",
+            "currency": "GBP",
+            "totals": {"net": net, "tax": tax_amount, "gross": net + tax_amount},
+            "lines": [line],
+            "paid": {"date": "2026-11-02", "bank_account": self.bank_account(lists).id},
+            "destination": destination,
+        }
+        if item_type == ItemType.EXPENSE_CLAIM:
+            fields["claimant"] = {"name": "Priya Shah"}  # a seeded person (a Xero user)
+        else:
+            role = "customer" if item_type == ItemType.SALES else "supplier"
+            party = next(
+                r
+                for r in active
+                if r.list_type == ListType.CONTACTS
+                and (r.is_customer if role == "customer" else r.is_supplier)
+            )
+            fields[role] = {"name": party.name, "id": party.id}
+        plan = build_publish_plan(
+            business_id="contract-business",
+            item=CapturedItem.model_validate(fields),
+            revision=1,
+            rule=None,
+            settings=PublishingSettings(),
+            lists=ListIndex.build(r for records in lists.values() for r in records),
+            capabilities=self.adapter.capabilities,
+        )
+        native_claim = item_type == ItemType.EXPENSE_CLAIM and self.adapter.capabilities.native_expense_claims
+        if plan.contact.remote_id is None and not native_claim:
+            record = self.adapter.ensure_contact(
+                self.session,
+                plan.contact.name or "",
+                customer=item_type == ItemType.SALES,
+                key=f"{item_id}-c",
+            )
+            contact = plan.contact.model_copy(update={"remote_id": record.remote_id, "code": record.code})
+            plan = plan.model_copy(update={"contact": contact})
+        return plan
 
 
 HARNESSES: dict[ProviderName, Callable[[], LedgerHarness]] = {}

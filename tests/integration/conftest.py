@@ -44,6 +44,7 @@ class Service:
     transport: RoutingTransport
     host: FunctionHost = field(default_factory=FunctionHost)
     simulators: dict[str, LedgerSimulator] = field(default_factory=dict)
+    _pollers: list[QueuePoller] = field(default_factory=list)
 
     def simulator(self, provider: str) -> LedgerSimulator:
         """The ledger's simulator, started on first use (a test pays only for the ledgers it uses)."""
@@ -70,18 +71,31 @@ class Service:
         return QueuePoller(self.session.client("sqs"), queue_url, function, self.host)
 
     def drain(self, *, max_batches: int = 200) -> int:
-        """Run both consumers until their queues are empty; returns the messages handled."""
-        pollers = [
-            self.poller(self.resources.refresh_queue_url, FunctionName.REFRESH_LISTS),
-            self.poller(self.resources.publish_queue_url, FunctionName.PUBLISH_ITEM),
-        ]
+        """Run both consumers until their queues are empty (or hold only messages waiting out
+        a Retry-After); returns the messages handled."""
         handled = 0
         for _ in range(max_batches):
-            batch = sum(poller.poll_once() for poller in pollers)
+            batch = sum(poller.poll_once() for poller in self.pollers)
             handled += batch
             if batch == 0:
                 return handled
         raise AssertionError("queues did not drain")
+
+    @property
+    def pollers(self) -> list[QueuePoller]:
+        if not self._pollers:
+            self._pollers = [
+                self.poller(self.resources.refresh_queue_url, FunctionName.REFRESH_LISTS),
+                self.poller(self.resources.publish_queue_url, FunctionName.PUBLISH_ITEM),
+            ]
+        return self._pollers
+
+    def let_time_pass(self, seconds: float) -> None:
+        """Simulated time moves on: the ledgers' rate windows reopen and the messages held back
+        by a Retry-After are delivered again (SQS itself runs on wall-clock time)."""
+        self.clock.advance(seconds)
+        for poller in self.pollers:
+            poller.make_failed_visible()
 
     def events(self) -> list[dict[str, Any]]:
         sqs = self.session.client("sqs")
@@ -145,10 +159,26 @@ class Service:
 AWS_CALLS: dict[FunctionName, set[str]] = {}
 
 
-def _record_aws_call(model: Any, **_kwargs: Any) -> None:
+# TransactWriteItems is no IAM action of its own: IAM checks each action inside it.
+_TRANSACTION_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+
+
+def _record_aws_call(model: Any, params: Any = None, **_kwargs: Any) -> None:
     function = current_function()
-    if function is not None:
-        AWS_CALLS.setdefault(function, set()).add(f"{model.service_model.signing_name}:{model.name}")
+    if function is None:
+        return
+    calls = AWS_CALLS.setdefault(function, set())
+    if model.name == "TransactWriteItems":
+        # before-call sees the serialised request: DynamoDB's is a JSON body.
+        for action in json.loads((params or {}).get("body") or b"{}").get("TransactItems", []):
+            calls |= {f"dynamodb:{_TRANSACTION_ACTIONS[kind]}" for kind in action}
+        return
+    calls.add(f"{model.service_model.signing_name}:{model.name}")
 
 
 def _sleep_on(clock: SimClock):

@@ -31,6 +31,7 @@ def test_settings_are_validated_against_the_ledger_and_the_imported_lists(connec
         "bank_match": False,
         "default_tax_rate": None,
         "auto_publish": False,
+        "list_refresh_minutes": 60,
     }
     no_vat = by_code(admin, "tax_rates", "NONE")
     saved = admin.put(

@@ -20,6 +20,13 @@ ADMIN_ONLY = {
     ("PUT", "/v1/licences/{feature}"),
     ("DELETE", "/v1/licences/{feature}"),
     ("POST", "/v1/connection/merge-lists/preview"),
+    ("POST", "/v1/connection/refresh"),
+    ("POST", "/v1/connection/merge-lists/apply"),
+    ("POST", "/v1/connection/merge-lists/undo"),
+    ("PUT", "/v1/rules/suppliers/{key}"),
+    ("DELETE", "/v1/rules/suppliers/{key}"),
+    ("PUT", "/v1/rules/customers/{key}"),
+    ("DELETE", "/v1/rules/customers/{key}"),
 }
 # Routes whose resource belongs to a business: another business gets 404 for them.
 BUSINESS_RESOURCES = {
@@ -27,9 +34,17 @@ BUSINESS_RESOURCES = {
     ("GET", "/v1/connection/organisations"),
     ("GET", "/v1/connection/settings"),
     ("GET", "/v1/lists/{list_type}"),
+    ("POST", "/v1/connection/refresh"),
     ("GET", "/v1/items/{item_id}"),
+    ("GET", "/v1/rules/suppliers/{key}"),
+    ("GET", "/v1/rules/customers/{key}"),
 }
-PATHS = {"{list_type}": "categories", "{item_id}": "cap-matrix", "{feature}": "commerce"}
+PATHS = {
+    "{list_type}": "categories",
+    "{item_id}": "cap-matrix",
+    "{feature}": "commerce",
+    "{key}": "matrix-key",
+}
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/connection"): {"provider": "xero"},
     ("POST", "/v1/connection/organisation"): {"organisation_id": "x"},
@@ -38,6 +53,10 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/v1/connection/settings"): {},
     ("PUT", "/v1/licences/{feature}"): {"provider": "xero"},
     ("PATCH", "/v1/items/{item_id}"): {"reference": "edited"},
+    ("POST", "/v1/connection/merge-lists/apply"): {"proposal_id": "matrix"},
+    ("POST", "/v1/connection/merge-lists/undo"): {"proposal_id": "matrix"},
+    ("PUT", "/v1/rules/suppliers/{key}"): {"name": "Matrix Supplier"},
+    ("PUT", "/v1/rules/customers/{key}"): {"name": "Matrix Customer"},
 }
 
 
@@ -64,6 +83,8 @@ def test_every_route_by_role(service: Service, matrix_routes):
     item = cost_item(admin, "cap-matrix", supplier="Avon Security & Sons")
     admin.post("/v1/items", json={"item": item, "publish": False})
     BODIES[("POST", "/v1/items")] = {"item": item, "publish": False}
+    for kind in ("suppliers", "customers"):  # so a standard user can read one
+        assert admin.put(f"/v1/rules/{kind}/matrix-key", json={"name": "Matrix Party"}).status_code == 200
     standard = service.client(role="standard")
     other_business = service.client(business="biz-other")
     anonymous = service.browser()

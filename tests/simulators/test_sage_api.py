@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import httpx
@@ -338,3 +339,17 @@ def test_large_preset_maps_into_sage_shapes(clock: SimClock) -> None:
         assert last["$next"] is None and last["$page"] == math.ceil(last["$total"] / 200)
         assert api.get("ledger_accounts").json()["$total"] == 500
         assert api.get("products").json()["$total"] + api.get("services").json()["$total"] == 1000
+
+
+def test_bank_transactions_are_the_unreconciled_lines_of_each_bank_account(api: SageApi, sage: SageSimulator,
+                                                                         refs: dict[str, str]) -> None:
+    lines = api.all_pages("bank_transactions", bank_account_id=refs["bank"], attributes="all")
+    assert len(lines) == 5
+    assert all(not line["is_reconciled"] and line["transaction_type"]["id"] == "MONEY_OUT" for line in lines)
+    assert all(line["bank_account"]["id"] == refs["bank"] and line["total_amount"] > 0 for line in lines)
+    added = sage.add_bank_line(DEMO, refs["bank"], date(2026, 10, 30), "224.82")
+    window = api.all_pages("bank_transactions", bank_account_id=refs["bank"], from_date="2026-10-30",
+                           to_date="2026-10-30", attributes="all")
+    assert added in {line["id"] for line in window}
+    assert sage.writes(kind="bank_transactions") == []
+    assert api.post("bank_transactions", json={"bank_transaction": {}}).status_code == 405

@@ -3,6 +3,7 @@ Idempotency-Key replay, payments, spend money, classic expense claims, attachmen
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
@@ -231,9 +232,25 @@ def test_spend_money(api: XeroApi, xero: XeroSimulator, supplier_id: str) -> Non
         "AUTHORISED", 18, "ZERORATEDINPUT")
     not_bank = api.put("BankTransactions", json={"BankTransactions": [{**spend, "BankAccount": {"Code": "429"}}]})
     assert "not a bank account" in validation_messages(not_bank)[0]
-    listed = api.get("BankTransactions", params={"page": 1}).json()["BankTransactions"]
+    listed = api.get("BankTransactions", params={"page": 1, "where": 'Reference=="Taxi"'}).json()["BankTransactions"]
     assert [t["BankTransactionID"] for t in listed] == [transaction["BankTransactionID"]]
     assert xero.writes(kind="BankTransaction")[0]["id"] == transaction["BankTransactionID"]
+
+
+def test_seeded_bank_lines_are_unreconciled_spend_transactions_not_writes(api: XeroApi, xero: XeroSimulator) -> None:
+    unreconciled = api.get("BankTransactions", params={
+        "page": 1, "where": 'IsReconciled==false AND Type=="SPEND" AND BankAccount.Code=="090"'}).json()
+    lines = unreconciled["BankTransactions"]
+    assert len(lines) == 5
+    assert {line["Status"] for line in lines} == {"AUTHORISED"}
+    assert all(line["Total"] > 0 and line["Contact"]["ContactID"] for line in lines)
+    assert xero.writes(kind="BankTransaction") == []
+    org = xero.orgs[api.tenant_id]
+    bank_id = next(a["AccountID"] for a in org.accounts.values() if a["Code"] == "090")
+    added = xero.add_bank_line(api.tenant_id, bank_id, date(2026, 10, 30), "224.82")
+    found = api.get("BankTransactions", params={"page": 1, "where": "Total==224.82"}).json()["BankTransactions"]
+    assert [t["BankTransactionID"] for t in found] == [added]
+    assert found[0]["IsReconciled"] is False
 
 
 def test_classic_receipts_and_expense_claims(api: XeroApi, xero: XeroSimulator, supplier_id: str) -> None:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from ledgerlink.errors import AuthRevoked, NotFound, Rejected
+from ledgerlink.errors import AuthRevoked, NotFound, Rejected, Unavailable
 from ledgerlink.models.common import ItemType, ListType, ProviderName
 from ledgerlink.models.lists import RecordStatus
 from ledgerlink.models.publishing import PlannedLine, PublishPlan, PublishResult, Resolved, ValueSource
@@ -726,3 +726,125 @@ def test_a_document_quickbooks_cannot_take_is_refused_before_any_call():
     with pytest.raises(Rejected):
         qbo.attach(session(), plan(), PublishResult(remote_id="145"), too_big)
     assert fake.requests == []
+
+
+# --- batch publishing -------------------------------------------------------------------------------
+
+
+class FakeBatch(FakeWrites):
+    """``/batch`` answering each item with its entity and an Id, or a Fault for bIds in ``faults``."""
+
+    def __init__(
+        self, rows: dict[str, list[dict[str, Any]]] | None = None, faults: frozenset[str] = frozenset()
+    ):
+        super().__init__(rows)
+        self.faults = faults
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("/batch"):
+            return super().__call__(request)
+        self.requests.append(request)
+        answers = []
+        for item in json.loads(request.content)["BatchItemRequest"]:
+            if item["bId"] in self.faults:
+                answers.append(
+                    {"bId": item["bId"], **fault("2500", "Invalid Reference Id", "Account 99 is gone")}
+                )
+                continue
+            entity = next(k for k in item if k not in {"bId", "operation"})
+            answers.append({"bId": item["bId"], entity: {**item[entity], "Id": f"9{item['bId']}"}})
+        return httpx.Response(200, json={"BatchItemResponse": answers, "time": SERVER_TIME})
+
+
+def keyed(n: int, **overrides: Any) -> PublishPlan:
+    return plan(item_id=f"item-{n}", idempotency_key=f"{n:032x}", **overrides)
+
+
+def test_a_batch_sends_one_item_per_plan_and_answers_each_in_order():
+    fake = FakeBatch(faults=frozenset({"2"}))
+    plans = [keyed(1), keyed(2), keyed(3)]
+    results = adapter(fake).publish_batch(session(), plans)
+
+    ((body, request),) = fake.posted("batch")
+    requestid = request.url.params["requestid"]
+    assert len(requestid) <= 36
+    items = body["BatchItemRequest"]
+    assert [item["bId"] for item in items] == ["1", "2", "3"]
+    assert all(len(item["bId"]) <= 10 and item["operation"] == "create" for item in items)
+    assert [item["Bill"]["PrivateNote"] for item in items] == [
+        f"Published by ledgerlink (item item-{n}, key {n:032x})" for n in (1, 2, 3)
+    ]
+    assert items[0]["Bill"]["VendorRef"] == {"value": "56"}
+    assert isinstance(results[0], PublishResult) and results[0].remote_id == "91"
+    assert isinstance(results[1], Rejected) and "Account 99 is gone" in results[1].message
+    assert isinstance(results[2], PublishResult) and results[2].url.endswith("bill?txnId=93")
+
+
+def test_the_batch_requestid_is_short_and_the_same_for_the_same_plans():
+    first, second = FakeBatch(), FakeBatch()
+    adapter(first).publish_batch(session(), [keyed(1), keyed(2)])
+    adapter(second).publish_batch(session(), [keyed(1), keyed(2)])
+    other = FakeBatch()
+    adapter(other).publish_batch(session(), [keyed(2), keyed(1)])
+    ids = [fake.posted("batch")[0][1].url.params["requestid"] for fake in (first, second, other)]
+    assert ids[0] == ids[1] != ids[2]
+    assert all(len(i) <= 36 for i in ids)
+
+
+def test_a_batch_is_cut_at_the_declared_batch_size():
+    fake = FakeBatch()
+    results = adapter(fake).publish_batch(session(), [keyed(n) for n in range(1, 13)])
+    sent = [len(body["BatchItemRequest"]) for body, _ in fake.posted("batch")]
+    assert sent == [QuickBooksAdapter.capabilities.batch_size, 2]
+    assert all(isinstance(r, PublishResult) for r in results)
+
+
+def test_a_plan_refused_before_sending_keeps_its_place_and_the_rest_go_in_one_batch():
+    fake = FakeBatch()
+    results = adapter(fake).publish_batch(
+        session(), [keyed(1), keyed(2, destination="spend_money"), keyed(3)]
+    )
+    assert isinstance(results[1], Rejected)
+    ((body, _),) = fake.posted("batch")
+    assert len(body["BatchItemRequest"]) == 2
+    assert [r.remote_id for r in (results[0], results[2]) if isinstance(r, PublishResult)] == ["91", "92"]
+
+
+def test_a_batch_of_one_is_the_same_request_as_a_single_publish():
+    fake = FakeBatch()
+    (result,) = adapter(fake).publish_batch(session(), [plan()])
+    assert fake.posted("batch") == []
+    ((_, request),) = fake.posted("bill")
+    assert request.url.params["requestid"] == KEY
+    assert isinstance(result, PublishResult)
+
+
+def test_a_batch_answer_missing_an_item_is_a_transient_failure():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"BatchItemResponse": [{"bId": "1", "Bill": {"Id": "1"}}]})
+
+    with pytest.raises(Unavailable):
+        adapter(handler).publish_batch(session(), [keyed(1), keyed(2)])
+
+
+def test_a_plan_that_may_exist_is_looked_up_by_its_key_and_not_sent_again():
+    landed = {
+        "Id": "145",
+        "TxnDate": "2026-11-02",
+        "PrivateNote": f"Published by ledgerlink (item item-2, key {2:032x})",
+    }
+    fake = FakeBatch({"Bill": [landed]})
+    results = adapter(fake).publish_batch(
+        session(), [keyed(1, may_exist=True), keyed(2, may_exist=True), keyed(3)]
+    )
+    (statement,) = fake.query.statements()
+    assert statement.startswith(
+        "SELECT * FROM Bill WHERE TxnDate >= '2026-11-02' AND TxnDate <= '2026-11-02'"
+    )
+    assert "Active" not in statement  # transactions have no Active flag
+    ((body, _),) = fake.posted("batch")
+    assert [item["Bill"]["PrivateNote"].split("key ")[1] for item in body["BatchItemRequest"]] == [
+        f"{1:032x})",
+        f"{3:032x})",
+    ]
+    assert [r.remote_id for r in results if isinstance(r, PublishResult)] == ["91", "145", "92"]

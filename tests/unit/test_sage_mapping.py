@@ -20,7 +20,7 @@ from ledgerlink.models.common import ItemType, ListType, ProviderName
 from ledgerlink.models.lists import RecordStatus
 from ledgerlink.models.publishing import PlannedLine, PublishPlan, PublishResult, Resolved, ValueSource
 from ledgerlink.models.tokens import AppCredentials
-from ledgerlink.providers.base import Attachment, LedgerSession
+from ledgerlink.providers.base import Attachment, BankLine, LedgerSession
 from ledgerlink.providers.config import ProviderConfig
 from ledgerlink.providers.registry import adapter_class
 from ledgerlink.providers.sage import (
@@ -687,3 +687,162 @@ def test_attachments_outside_sages_limits_are_rejected_before_any_call(document:
     with pytest.raises(Rejected):
         adapter(fake).attach(session(), plan(), PublishResult(remote_id="inv1"), document)
     assert fake.requests == []
+
+
+# --- exactly once after the replay window, and bank match ----------------------------------------------
+
+
+def test_invoices_carry_the_key_in_their_notes():
+    fake = FakeSage()
+    adapter(fake).publish(session(), plan())
+    adapter(fake).publish(session(), plan("sales_invoice", item_type=ItemType.SALES))
+    notes = [next(iter(body.values()))["notes"] for _, body in fake.posted]
+    assert notes == [f"Published by ledgerlink (item item-1, ledgerlink key {KEY})"] * 2
+
+
+def test_an_invoice_that_may_exist_is_found_by_its_notes_and_not_posted_again():
+    landed = {"id": "inv-old", "notes": f"Published by ledgerlink (item item-1, ledgerlink key {KEY})"}
+    fake = FakeSage({"/purchase_invoices": [page([{"id": "other", "notes": None}, landed])]})
+    result = adapter(fake).publish(session(), plan(may_exist=True))
+    assert result.remote_id == "inv-old"
+    assert fake.posted == []
+    (query,) = fake.queries("/purchase_invoices")
+    assert (query["contact_id"], query["from_date"], query["to_date"]) == (
+        ["sup1"],
+        ["2026-11-02"],
+        ["2026-11-02"],
+    )
+    missing = FakeSage({"/purchase_invoices": [page([])]})
+    assert adapter(missing).publish(session(), plan(may_exist=True)).remote_id == "newpurchase_invoices"
+
+
+def test_with_bank_match_an_other_payment_becomes_a_purchase_invoice():
+    fake = FakeSage()
+    bank = Resolved(remote_id="bank1", source=ValueSource.MANUAL)
+    matched = plan("other_payment", bank_account=bank, bank_match=True)
+    result = adapter(fake).publish(session(), matched)
+    assert fake.posted[0][0] == "/purchase_invoices"
+    assert "not as an other payment" in result.warnings[0]
+    adapter(fake).attach(session(), matched, result, Attachment("r.pdf", "application/pdf", b"%PDF"))
+    assert fake.posted[1][1]["attachment"]["attachment_context_type_id"] == "PURCHASE_INVOICE"
+
+
+def bank_line(line_id: str, day: str, amount: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": line_id,
+        "date": day,
+        "total_amount": amount,
+        "is_reconciled": False,
+        "reference": "CARD PAYMENT",
+        "transaction_type": ref("MONEY_OUT"),
+        **extra,
+    }
+
+
+def test_the_bank_line_is_the_oldest_unreconciled_money_out_of_the_amount_not_yet_paid():
+    lines = [
+        bank_line("late", "2026-10-30", 224.82),
+        bank_line("paired", "2026-10-28", 224.82),
+        bank_line("reconciled", "2026-10-20", 224.82, is_reconciled=True),
+        bank_line("money-in", "2026-10-21", 224.82, transaction_type=ref("MONEY_IN")),
+        bank_line("other-amount", "2026-10-22", 99.0),
+    ]
+    payments = [{"id": "p1", "date": "2026-10-28", "total_amount": 224.82}]
+    fake = FakeSage({"/bank_transactions": [page(lines)], "/contact_payments": [page(payments)]})
+    found = adapter(fake).find_bank_line(
+        session(),
+        bank_account_remote_id="bank1",
+        amount=Decimal("224.82"),
+        earliest=date(2026, 10, 3),
+        latest=date(2026, 12, 12),
+    )
+    assert found == BankLine("late", date(2026, 10, 30), Decimal("224.82"), "CARD PAYMENT")
+    (query,) = fake.queries("/bank_transactions")
+    assert (query["bank_account_id"], query["from_date"], query["to_date"], query["attributes"]) == (
+        ["bank1"],
+        ["2026-10-03"],
+        ["2026-12-12"],
+        ["all"],
+    )
+    assert fake.queries("/contact_payments")[0]["bank_account_id"] == ["bank1"]
+
+
+def test_a_sage_without_readable_bank_lines_means_no_match():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json=[diagnosis("Resource not found", code="RecordNotFound")])
+
+    window = {"earliest": date(2026, 10, 3), "latest": date(2026, 12, 12)}
+    found = adapter(handler).find_bank_line(
+        session(), bank_account_remote_id="b", amount=Decimal("1"), **window
+    )
+    assert found is None
+
+
+def test_the_payment_is_a_vendor_payment_allocated_to_the_invoice_with_its_own_key():
+    fake = FakeSage()
+    payment_id = adapter(fake).record_payment(
+        session(),
+        plan(payment_method="Card", reference="A-very-long-supplier-reference-1234"),
+        PublishResult(remote_id="inv1"),
+        bank_account_remote_id="bank1",
+        paid_on=date(2026, 10, 30),
+        amount=Decimal("120.00"),
+        key=f"{KEY}-payment",
+    )
+    assert payment_id == "newcontact_payments"
+    path, body = fake.posted[0]
+    assert path == "/contact_payments"
+    assert body["contact_payment"] == {
+        "transaction_type_id": "VENDOR_PAYMENT",
+        "contact_id": "sup1",
+        "bank_account_id": "bank1",
+        "date": "2026-10-30",
+        "total_amount": 120.0,
+        "allocated_artefacts": [{"artefact_id": "inv1", "amount": 120.0}],
+        "payment_method_id": "CREDIT_DEBIT",
+        "reference": "A-very-long-supplier-refe",
+        "idempotency_id": idempotency_id(f"{KEY}-payment"),
+    }
+    assert len(body["contact_payment"]["idempotency_id"]) == 32
+
+
+def test_a_sales_invoice_is_paid_by_a_customer_receipt():
+    fake = FakeSage()
+    adapter(fake).record_payment(
+        session(),
+        plan("sales_invoice", item_type=ItemType.SALES),
+        PublishResult(remote_id="inv1"),
+        bank_account_remote_id="bank1",
+        paid_on=date(2026, 10, 30),
+        amount=Decimal("120.00"),
+        key="k",
+    )
+    assert fake.posted[0][1]["contact_payment"]["transaction_type_id"] == "CUSTOMER_RECEIPT"
+
+
+def test_a_refused_payment_that_already_landed_answers_with_it():
+    ours = {"id": "pay-old", "total_amount": 120.0, "allocated_artefacts": [{"artefact": ref("inv1")}]}
+
+    class AlreadyPaid(FakeSage):
+        def __call__(self, request: httpx.Request) -> httpx.Response:
+            if request.method == "POST":
+                self.requests.append(request)
+                paid = diagnosis("You can only pay unpaid or part-paid invoices.", "allocated_artefacts")
+                return httpx.Response(422, json=[paid])
+            return super().__call__(request)
+
+    arguments: dict[str, Any] = {
+        "bank_account_remote_id": "bank1",
+        "paid_on": date(2026, 10, 30),
+        "amount": Decimal("120.00"),
+        "key": "k",
+    }
+    paid = AlreadyPaid({"/contact_payments": [page([ours])]})
+    assert (
+        adapter(paid).record_payment(session(), plan(), PublishResult(remote_id="inv1"), **arguments)
+        == "pay-old"
+    )
+    unpaid = AlreadyPaid({"/contact_payments": [page([])]})
+    with pytest.raises(Rejected) as refused:
+        adapter(unpaid).record_payment(session(), plan(), PublishResult(remote_id="inv1"), **arguments)
+    assert "unpaid or part-paid" in refused.value.message

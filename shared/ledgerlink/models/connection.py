@@ -58,6 +58,9 @@ class PublishingSettings(BaseModel):
     bank_match: bool = False
     default_tax_rate: str | None = None  # a tax_rates list record id
     auto_publish: bool = False
+    # How often the scheduled refresh brings the six lists up to date (incremental: only what changed
+    # since the last refresh is fetched). The schedule ticks every few minutes, hence the floor.
+    list_refresh_minutes: int = Field(default=60, ge=15, le=7 * 24 * 60)
 
 
 class ListCounts(BaseModel):
@@ -72,6 +75,10 @@ class ListFreshness(BaseModel):
     refreshed_at: datetime | None = None
     record_count: int = 0
     last_counts: ListCounts = Field(default_factory=ListCounts)
+    # How long the list's last refresh took and how many ledger calls it cost (summed over the
+    # deliveries of a refresh that was interrupted and resumed).
+    seconds: float | None = None
+    ledger_calls: int | None = None
     last_error: str | None = None
 
 

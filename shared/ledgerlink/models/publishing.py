@@ -89,6 +89,11 @@ class PublishPlan(BaseModel):
     document: Document | None = None
     # Sent as the ledger's idempotency mechanism; derived from item id + revision.
     idempotency_key: str
+    # True when an earlier attempt of this revision may have reached the ledger without us seeing
+    # the answer (a redelivered message, an earlier attempt that ended in a timeout). A ledger's
+    # idempotency window is short (Xero ~6 minutes) next to a queue's redelivery (12 minutes), so
+    # adapters then look the document up by our key before creating it again.
+    may_exist: bool = False
     problems: list[PlanProblem] = Field(default_factory=list)
 
     @property

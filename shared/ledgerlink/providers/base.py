@@ -68,6 +68,18 @@ class ListFetch:
     calls: int = 0
 
 
+class ListFetchInterrupted(Exception):
+    """A paged list stopped part-way (a 429, a 5xx, the call budget): the records of the pages
+    fetched before it stopped, and where ``resume_list`` carries on, so a retry does not start the
+    list again. ``cause`` is the ledger error that stopped it."""
+
+    def __init__(self, fetched: ListFetch, resume_at: dict[str, Any], cause: LedgerError):
+        super().__init__(f"list fetch stopped part-way: {cause.message}")
+        self.fetched = fetched
+        self.resume_at = resume_at
+        self.cause = cause
+
+
 @dataclass(frozen=True)
 class BankLine:
     """An unreconciled line on a bank account, as the ledger shows it (what a payment pairs with)."""
@@ -389,7 +401,9 @@ class LedgerAdapter(ABC):
     def publish(self, session: LedgerSession, plan: PublishPlan) -> PublishResult:
         """Create the document the plan describes, exactly once (the plan carries the key)."""
 
-    def publish_batch(self, session: LedgerSession, plans: list[PublishPlan]) -> list[PublishResult | LedgerError]:
+    def publish_batch(
+        self, session: LedgerSession, plans: list[PublishPlan]
+    ) -> list[PublishResult | LedgerError]:
         """Publish several plans, one result or refusal per plan, in order. Ledgers with a batch
         write override this; the default makes one call per plan. A transient failure (rate
         limit, outage) is raised for the whole batch: every plan carries its idempotency key, so
@@ -403,7 +417,13 @@ class LedgerAdapter(ABC):
         return results
 
     def find_bank_line(
-        self, session: LedgerSession, *, bank_account_remote_id: str, amount: Decimal, earliest: date, latest: date
+        self,
+        session: LedgerSession,
+        *,
+        bank_account_remote_id: str,
+        amount: Decimal,
+        earliest: date,
+        latest: date,
     ) -> BankLine | None:
         """Bank match: the unreconciled line on the account with this amount inside the window."""
         raise Rejected(f"{self.capabilities.display_name} has no bank match", provider=self.provider)
@@ -438,6 +458,37 @@ class LedgerAdapter(ABC):
             yield rows
             if not more:
                 return
+            page += 1
+
+    def resume_list(
+        self, session: LedgerSession, list_type: ListType, *, since: str | None, resume_at: Mapping[str, Any]
+    ) -> ListFetch:
+        """Carry on a fetch that raised ``ListFetchInterrupted``, from ``resume_at`` (with the same
+        ``since``); the result holds only the records from there on. Adapters whose fetches raise it
+        override this; the default fetches the list again from its start."""
+        return self.fetch_list(session, list_type, since=since)
+
+    def resumable_pages(
+        self, fetch_page: Callable[[int], tuple[list[ListRecord], bool]], *, first_page: int = 1
+    ) -> tuple[list[ListRecord], int]:
+        """Every page's records from ``first_page`` to the last, and the calls made. A 429 or 5xx
+        after at least one page raises ``ListFetchInterrupted`` naming the page to carry on from, so
+        the pages already fetched are kept and not fetched again."""
+        records: list[ListRecord] = []
+        page, calls = first_page, 0
+        while True:
+            try:
+                rows, more = fetch_page(page)
+            except (RateLimited, Unavailable) as error:
+                if not records:
+                    raise  # nothing fetched yet: a plain retry starts where this one did
+                raise ListFetchInterrupted(
+                    ListFetch(records, complete=False, calls=calls), {"page": page}, error
+                ) from error
+            calls += 1
+            records.extend(rows)
+            if not more:
+                return records, calls
             page += 1
 
 

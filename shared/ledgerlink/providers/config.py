@@ -39,6 +39,12 @@ class ProviderConfig(BaseModel):
     # How long an unused refresh token lives, for ledgers whose token response does not say
     # (Xero: 60 days). The keep-alive refreshes connections before this runs out.
     refresh_token_lifetime_seconds: int | None = Field(default=None, gt=0)
+    # The ledger's published per-organisation call limit (Xero: 60 a minute). It sizes the
+    # connection's call budget, which list refresh and publishing share (services/budget.py).
+    calls_per_minute: int = Field(default=60, gt=0)
+    # The part of the budget a list refresh may use; the rest is kept for publishing, so a refresh
+    # never pushes publishing into the ledger's 429s.
+    refresh_share: float = Field(default=0.5, gt=0, lt=1)
 
     @field_validator("authorize_url", "token_url", "revoke_url", "api_base_url")
     @classmethod

@@ -293,6 +293,7 @@ class FreeAgentAdapter(LedgerAdapter):
         pkce=False,
         scopes=(),  # no scopes: a token reaches what the approving user's permission level allows
         page_size=100,  # per_page maximum
+        calls_per_minute=120,  # per user of the app (and 3,600 an hour)
     )
     capabilities: ClassVar[Capabilities] = Capabilities(
         provider=ProviderName.FREEAGENT,

@@ -445,6 +445,7 @@ class KashFlowAdapter(LedgerAdapter):
         api_base_url="https://api.kashflow.com/v2",
         # KashFlow's default is 50; larger pages mean fewer calls against its (unpublished) limit.
         page_size=100,
+        calls_per_minute=60,  # unpublished: the conservative figure clients assume
     )
     capabilities: ClassVar[Capabilities] = Capabilities(
         provider=ProviderName.KASHFLOW,

@@ -49,6 +49,7 @@ PAYMENT_TYPE_BY_ACCOUNT_TYPE = {"Bank": "Cash", "Credit Card": "CreditCard"}
 
 DOC_NUMBER_MAX_LENGTH = 21
 REQUEST_ID_MAX_LENGTH = 50
+BATCH_REQUEST_ID_MAX_LENGTH = 36  # and then each bId at most 10 characters [src Intuit blog]
 # DisplayName is unique across vendors, customers and employees: a business that is also a
 # customer (or an employee claiming expenses) gets a vendor record with this suffix, as QuickBooks
 # users commonly do.
@@ -109,6 +110,16 @@ DESTINATIONS: dict[str, Destination] = {
 }
 
 
+@dataclass(frozen=True)
+class PreparedDocument:
+    """A plan ready to send: where it goes, its body, and what was noticed building it."""
+
+    plan: PublishPlan
+    destination: Destination
+    body: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+
+
 class DuplicateName(Rejected):
     """QuickBooks refused a name already used by another vendor, customer or employee (6240)."""
 
@@ -166,6 +177,17 @@ def request_id(key: str) -> str:
     if len(key) <= REQUEST_ID_MAX_LENGTH:
         return key
     return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def batch_request_id(keys: list[str]) -> str:
+    """The ``requestid`` of a ``/batch`` carrying these plans: at most 36 characters, the same for
+    the same plans in the same order, so a resent batch is replayed instead of run again."""
+    return "lb-" + hashlib.sha256("\x1f".join(keys).encode()).hexdigest()[: BATCH_REQUEST_ID_MAX_LENGTH - 3]
+
+
+def note_marker(key: str) -> str:
+    """How a document's private note names the plan key it was published under."""
+    return f"key {key}"
 
 
 def quote_query_literal(value: str) -> str:
@@ -286,6 +308,7 @@ class QuickBooksAdapter(LedgerAdapter):
         # Company name comes from CompanyInfo, so no OpenID scopes are needed.
         scopes=(ACCOUNTING_SCOPE,),
         page_size=1000,  # MAXRESULTS may not exceed 1000
+        calls_per_minute=500,  # per app and company (realm); 10 at once
     )
     capabilities: ClassVar[Capabilities] = Capabilities(
         provider=ProviderName.QUICKBOOKS,
@@ -765,6 +788,112 @@ class QuickBooksAdapter(LedgerAdapter):
     # --- publishing ----------------------------------------------------------------------------
 
     def publish(self, session: LedgerSession, plan: PublishPlan) -> PublishResult:
+        prepared = self._prepare(session, plan)
+        if plan.may_exist:
+            found = self._existing_documents(session, [prepared]).get(plan.idempotency_key)
+            if found is not None:
+                return self._result(prepared, found)
+        response = self.request(
+            session,
+            "POST",
+            self._url(session, prepared.destination.path),
+            params={"requestid": request_id(plan.idempotency_key)},
+            json=prepared.body,
+            retry_safe=True,  # a resend with the same requestid is a replay, not a second document
+        )
+        return self._result(prepared, self._created(response, prepared.destination.entity))
+
+    def publish_batch(
+        self, session: LedgerSession, plans: list[PublishPlan]
+    ) -> list[PublishResult | LedgerError]:
+        """Up to ``batch_size`` documents per ``POST /batch``, each answered on its own (a Fault is
+        that plan's refusal). Bodies are built first, with any vendor or customer they need created
+        beforehand: a batch item cannot see what an earlier item of the same batch created. The
+        batch's ``requestid`` is derived from the plans' keys, so a resent batch is replayed; plans
+        marked ``may_exist`` are looked up by the key in their private note first."""
+        results: list[PublishResult | LedgerError | None] = [None] * len(plans)
+        prepared: list[tuple[int, PreparedDocument]] = []
+        first_of: dict[str, int] = {}
+        for index, plan in enumerate(plans):
+            if first_of.setdefault(plan.idempotency_key, index) != index:
+                continue  # the same plan twice (a message delivered twice): sent once, answered twice
+            try:
+                prepared.append((index, self._prepare(session, plan)))
+            except (Rejected, NotFound) as refused:
+                results[index] = refused
+        found = self._existing_documents(session, [p for _, p in prepared if p.plan.may_exist])
+        to_send: list[tuple[int, PreparedDocument]] = []
+        for index, document in prepared:
+            existing = found.get(document.plan.idempotency_key)
+            if existing is not None:
+                results[index] = self._result(document, existing)
+            else:
+                to_send.append((index, document))
+        size = self.capabilities.batch_size
+        for start in range(0, len(to_send), size):
+            chunk = to_send[start : start + size]
+            if len(chunk) == 1:  # the same request a single publish makes, so either replays the other
+                index, document = chunk[0]
+                try:
+                    results[index] = self.publish(
+                        session, document.plan.model_copy(update={"may_exist": False})
+                    )
+                except (Rejected, NotFound) as refused:
+                    results[index] = refused
+                continue
+            for (index, _), outcome in zip(
+                chunk, self._send_batch(session, [d for _, d in chunk]), strict=True
+            ):
+                results[index] = outcome
+        for index, plan in enumerate(plans):
+            results[index] = results[first_of[plan.idempotency_key]]
+        assert all(result is not None for result in results)
+        return [result for result in results if result is not None]
+
+    def _send_batch(
+        self, session: LedgerSession, documents: list[PreparedDocument]
+    ) -> list[PublishResult | LedgerError]:
+        items = [
+            {"bId": str(number), "operation": "create", document.destination.entity: document.body}
+            for number, document in enumerate(documents, start=1)  # bIds of 1-2 characters (≤10 allowed)
+        ]
+        response = self.request(
+            session,
+            "POST",
+            self._url(session, "batch"),
+            params={"requestid": batch_request_id([d.plan.idempotency_key for d in documents])},
+            json={"BatchItemRequest": items},
+            retry_safe=True,  # the requestid makes a resend a replay of the whole batch
+        )
+        body = _json_or_none(response) or {}
+        if parse_fault(body):  # the batch as a whole refused (too many items, a bad bId)
+            raise self.map_error(httpx.Response(400, json=body))
+        answers = {
+            str(answer.get("bId")): answer
+            for answer in body.get("BatchItemResponse") or []
+            if isinstance(answer, Mapping)
+        }
+        outcomes: list[PublishResult | LedgerError] = []
+        for number, document in enumerate(documents, start=1):
+            answer = answers.get(str(number))
+            if answer is None:
+                # Unknown outcome: the whole batch is retried, and the requestid replays it.
+                raise Unavailable(f"QuickBooks did not answer batch item {number}", provider=self.provider)
+            if answer.get("Fault"):
+                outcomes.append(self.map_error(httpx.Response(400, json={"Fault": answer["Fault"]})))
+                continue
+            created = answer.get(document.destination.entity)
+            if not isinstance(created, dict) or not created.get("Id"):
+                raise Unavailable(
+                    f"QuickBooks answered batch item {number} without the {document.destination.entity}",
+                    provider=self.provider,
+                )
+            outcomes.append(self._result(document, created))
+        return outcomes
+
+    def _prepare(self, session: LedgerSession, plan: PublishPlan) -> PreparedDocument:
+        """The body a plan is sent as, with its vendor or customer (found or created) and whatever
+        lookups the body needs; refusals are raised before anything is created."""
         destination = DESTINATIONS.get(plan.destination)
         if destination is None or plan.destination not in self.capabilities.destinations.get(
             plan.item_type, ()
@@ -779,22 +908,59 @@ class QuickBooksAdapter(LedgerAdapter):
         warnings: list[str] = []
         contact_id = self._contact_id(session, plan, destination.contact_entity, warnings)
         body = self._document_body(session, plan, destination, contact_id, warnings)
-        response = self.request(
-            session,
-            "POST",
-            self._url(session, destination.path),
-            params={"requestid": request_id(plan.idempotency_key)},
-            json=body,
-            retry_safe=True,  # a resend with the same requestid is a replay, not a second document
-        )
-        created = self._created(response, destination.entity)
+        return PreparedDocument(plan, destination, body, tuple(warnings))
+
+    def _result(self, document: PreparedDocument, created: Mapping[str, Any]) -> PublishResult:
         remote_id = str(created["Id"])
-        warnings += self._tax_warnings(plan, created)
         return PublishResult(
             remote_id=remote_id,
-            url=f"{self.config.urls['app']}/{destination.app_page}?txnId={remote_id}",
-            warnings=warnings,
+            url=f"{self.config.urls['app']}/{document.destination.app_page}?txnId={remote_id}",
+            warnings=[*document.warnings, *self._tax_warnings(document.plan, created)],
         )
+
+    def _existing_documents(
+        self, session: LedgerSession, documents: list[PreparedDocument]
+    ) -> dict[str, dict[str, Any]]:
+        """What an earlier attempt created, by the key in the private note, for documents whose
+        ``requestid`` may no longer replay (a retry after the retention window, or the plan sent in
+        another batch): one query per entity over the documents' dates."""
+        found: dict[str, dict[str, Any]] = {}
+        by_entity: dict[str, list[PreparedDocument]] = {}
+        for document in documents:
+            by_entity.setdefault(document.destination.entity, []).append(document)
+        for entity, group in by_entity.items():
+            dates = sorted(str(d.body["TxnDate"]) for d in group)
+            rows = self._query_transactions(
+                session, entity, [f"TxnDate >= '{dates[0]}'", f"TxnDate <= '{dates[-1]}'"]
+            )
+            for row in rows:
+                note = str(row.get("PrivateNote") or "")
+                for document in group:
+                    if note_marker(document.plan.idempotency_key) in note:
+                        found.setdefault(document.plan.idempotency_key, row)
+        return found
+
+    def _query_transactions(
+        self, session: LedgerSession, entity: str, where: list[str]
+    ) -> list[dict[str, Any]]:
+        """Every row of a transaction query (transactions have no Active flag to widen)."""
+        size = self.config.page_size
+        rows: list[dict[str, Any]] = []
+
+        def fetch_page(page: int) -> tuple[list[dict[str, Any]], bool]:
+            start = (page - 1) * size + 1
+            # Not SQL: the entity is ours and the conditions are dates we printed.
+            statement = f"SELECT * FROM {entity} WHERE {' AND '.join(where)} ORDER BY Id"  # noqa: S608
+            statement += f" STARTPOSITION {start} MAXRESULTS {size}"
+            response = self.request(session, "GET", self._url(session, "query"), params={"query": statement})
+            found: list[dict[str, Any]] = ((_json_or_none(response) or {}).get("QueryResponse") or {}).get(
+                entity
+            ) or []
+            return found, len(found) >= size
+
+        for page_rows in self.pages(fetch_page):
+            rows.extend(page_rows)
+        return rows
 
     def _document_body(
         self,
@@ -831,7 +997,9 @@ class QuickBooksAdapter(LedgerAdapter):
     def _reference_fields(self, plan: PublishPlan, warnings: list[str]) -> dict[str, Any]:
         """The supplier's (or our own invoice's) number goes in DocNumber, at most 21 characters;
         a longer one is kept whole in the private note."""
-        fields: dict[str, Any] = {"PrivateNote": f"Published by ledgerlink (item {plan.item_id})"}
+        # The key in the note is how a retry finds the document once the requestid no longer replays.
+        mark = f"item {plan.item_id}, {note_marker(plan.idempotency_key)}"
+        fields: dict[str, Any] = {"PrivateNote": f"Published by ledgerlink ({mark})"}
         reference = (plan.reference or "").strip()
         if not reference:
             return fields
@@ -840,7 +1008,7 @@ class QuickBooksAdapter(LedgerAdapter):
                 f"QuickBooks keeps 21 characters of a document number: {reference!r} was shortened "
                 "(the whole reference is in the private note)"
             )
-            fields["PrivateNote"] = f"Reference {reference}; published by ledgerlink (item {plan.item_id})"
+            fields["PrivateNote"] = f"Reference {reference}; published by ledgerlink ({mark})"
         fields["DocNumber"] = reference[:DOC_NUMBER_MAX_LENGTH]
         return fields
 

@@ -1,7 +1,8 @@
 """Sage Business Cloud Accounting (API v3.1): OAuth2 with PKCE and the client credentials in the form
 body, one token for every business of the user with ``X-Business`` choosing one on every call, the six
 lists paged with ``$next``, documents created once through ``idempotency_id`` inside the resource
-object, attachments as base64 JSON. Facts: reference/providers.md §3 and §6.4."""
+object (and found by the key in their notes when a retry comes later), bank match through contact
+payments, attachments as base64 JSON. Facts: reference/providers.md §3 and §6.4."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import hashlib
 import json
 import mimetypes
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -25,7 +27,8 @@ from ledgerlink.models.connection import Organisation
 from ledgerlink.models.lists import ListRecord, RecordStatus, normalise_name, record_id
 from ledgerlink.models.publishing import PlannedLine, PublishPlan, PublishResult, Resolved
 from ledgerlink.models.tokens import TokenSet
-from ledgerlink.providers.base import Attachment, LedgerAdapter, LedgerSession, ListFetch
+from ledgerlink.observability import logger
+from ledgerlink.providers.base import Attachment, BankLine, LedgerAdapter, LedgerSession, ListFetch
 from ledgerlink.providers.config import AttachmentRules, Capabilities, ProviderConfig
 
 Row = dict[str, Any]
@@ -86,6 +89,32 @@ DESTINATIONS: dict[str, Destination] = {
     "other_payment": Destination("other_payments", "other_payment", "OTHER_PAYMENT"),
     "sales_invoice": Destination("sales_invoices", "sales_invoice", "SALES_INVOICE"),
 }
+
+# Destinations whose documents keep notes, where our key lets a late retry find them.
+NOTED_DESTINATIONS = frozenset({"purchase_invoice", "sales_invoice"})
+# Artefacts a contact payment is allocated to, by destination, and the payment's type.
+PAYMENT_TYPE_BY_DESTINATION = {
+    "purchase_invoice": "VENDOR_PAYMENT",
+    "purchase_quick_entry": "VENDOR_PAYMENT",
+    "sales_invoice": "CUSTOMER_RECEIPT",
+}
+# Our payment methods (as the capture product names them) -> Sage's payment_method_id.
+PAYMENT_METHODS = {
+    "card": "CREDIT_DEBIT",
+    "credit_card": "CREDIT_DEBIT",
+    "debit_card": "CREDIT_DEBIT",
+    "credit_debit": "CREDIT_DEBIT",
+    "bank_transfer": "BANK_TRANSFER",
+    "transfer": "BANK_TRANSFER",
+    "direct_debit": "BANK_TRANSFER",
+    "cash": "CASH",
+    "cheque": "CHEQUE",
+    "check": "CHEQUE",
+}
+PAYMENT_REFERENCE_LIMIT = 25
+# Not in the published v3.1 definitions (Sage keeps bank-feed lines in its Banking Service); served
+# by the simulator. A 404 from a real Sage means "no line to match".
+BANK_LINES_PATH = "/bank_transactions"
 
 # Lists with a true incremental filter: every endpoint behind them takes updated_or_created_since
 # AND deleted_since. Ledger accounts, tax rates and analysis categories have no deleted_since, so
@@ -239,6 +268,15 @@ def idempotency_id(key: str, purpose: str | None = None) -> str:
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
+def note_marker(key: str) -> str:
+    return f"ledgerlink key {key}"
+
+
+def published_note(plan: PublishPlan) -> str:
+    """The invoice's notes: where it came from, and the key a retry finds it by."""
+    return f"Published by ledgerlink (item {plan.item_id}, {note_marker(plan.idempotency_key)})"
+
+
 def parse_diagnoses(response: httpx.Response) -> list[Row]:
     """Sage's error body: a JSON array of ``{"$severity","$dataCode","$message","$source"}``
     (tolerating a single object or an ``{"errors": [...]}`` wrapper)."""
@@ -271,6 +309,7 @@ class SageAdapter(LedgerAdapter):
         # full_access: we create invoices and contacts; readonly would fail every write with 403.
         scopes=("full_access",),
         page_size=200,  # Sage's maximum items_per_page
+        calls_per_minute=100,  # per business: UNCONFIRMED for v3.1 (v3.0 documented 200)
     )
     capabilities: ClassVar[Capabilities] = Capabilities(
         provider=ProviderName.SAGE,
@@ -746,14 +785,30 @@ class SageAdapter(LedgerAdapter):
 
     def publish(self, session: LedgerSession, plan: PublishPlan) -> PublishResult:
         self._require_business(session)
-        destination = DESTINATIONS.get(plan.destination)
+        destination_name, route_warnings = self.route(plan)
+        destination = DESTINATIONS[destination_name]
         builders: dict[str, Callable[[PublishPlan], tuple[Row, list[str]]]] = {
             "purchase_invoice": self.purchase_invoice_body,
             "purchase_quick_entry": self.purchase_quick_entry_body,
             "other_payment": self.other_payment_body,
             "sales_invoice": self.sales_invoice_body,
         }
-        if destination is None or plan.destination not in builders:
+        body, warnings = builders[destination_name](plan)
+        warnings = [*route_warnings, *warnings]
+        if plan.may_exist and destination_name in NOTED_DESTINATIONS:
+            found = self._existing_document(session, plan, destination, body)
+            if found is not None:
+                return PublishResult(remote_id=str(found["id"]), url=None, warnings=warnings)
+        body["idempotency_id"] = idempotency_id(plan.idempotency_key)
+        created = self._create(session, destination.resource, destination.wrapper, body)
+        # No web link: Sage's app URLs for a document are not documented, and an API URL needs a token.
+        return PublishResult(remote_id=str(created["id"]), url=None, warnings=warnings)
+
+    def route(self, plan: PublishPlan) -> tuple[str, list[str]]:
+        """The destination a plan is published to. With bank match on, the document must take the
+        payment and no bank transaction of our own is made: an other payment becomes a purchase
+        invoice, paid from the matched line."""
+        if plan.destination not in DESTINATIONS:
             raise Rejected(
                 f"publishing to {plan.destination!r} is not available for Sage yet; "
                 f"choose one of: {', '.join(sorted(DESTINATIONS))}",
@@ -764,11 +819,24 @@ class SageAdapter(LedgerAdapter):
                 f"a {plan.item_type.value} item cannot be published to Sage as a {plan.destination}",
                 provider=self.provider,
             )
-        body, warnings = builders[plan.destination](plan)
-        body["idempotency_id"] = idempotency_id(plan.idempotency_key)
-        created = self._create(session, destination.resource, destination.wrapper, body)
-        # No web link: Sage's app URLs for a document are not documented, and an API URL needs a token.
-        return PublishResult(remote_id=str(created["id"]), url=None, warnings=warnings)
+        if plan.bank_match and plan.destination == "other_payment":
+            return "purchase_invoice", [
+                "Bank match is on: published as a purchase invoice and paid from the bank line, not as "
+                "an other payment (bank match never creates a bank transaction)"
+            ]
+        return plan.destination, []
+
+    def _existing_document(
+        self, session: LedgerSession, plan: PublishPlan, destination: Destination, body: Row
+    ) -> Row | None:
+        """What an earlier attempt created, found by the key in the invoice's notes (for a retry
+        after Sage stopped replaying the idempotency_id)."""
+        params = {"from_date": str(body["date"]), "to_date": str(body["date"]), "attributes": "all"}
+        if body.get("contact_id"):
+            params["contact_id"] = str(body["contact_id"])
+        rows, _ = self._collect(session, f"/{destination.resource}", params)
+        marker = note_marker(plan.idempotency_key)
+        return next((row for row in rows if marker in str(row.get("notes") or "") and row.get("id")), None)
 
     def _contact_id(self, plan: PublishPlan, *, required: bool = True) -> str | None:
         if plan.contact.remote_id is None and required:
@@ -846,6 +914,7 @@ class SageAdapter(LedgerAdapter):
         }
         if plan.reference:
             body["vendor_reference"] = plan.reference  # the supplier's invoice number
+        body["notes"] = published_note(plan)
         warnings = [] if plan.due_date else ["no due date was captured: it is due on the invoice date"]
         return body, warnings
 
@@ -862,6 +931,7 @@ class SageAdapter(LedgerAdapter):
             body["due_date"] = plan.due_date.isoformat()
         if plan.reference:
             body["reference"] = plan.reference
+        body["notes"] = published_note(plan)
         return body, []
 
     def purchase_quick_entry_body(self, plan: PublishPlan) -> tuple[Row, list[str]]:
@@ -919,15 +989,158 @@ class SageAdapter(LedgerAdapter):
                 warnings.append(f"the reference was cut to Sage's {OTHER_PAYMENT_REFERENCE_LIMIT} characters")
         return body, warnings
 
+    # --- bank match ----------------------------------------------------------------------------
+
+    def find_bank_line(
+        self,
+        session: LedgerSession,
+        *,
+        bank_account_remote_id: str,
+        amount: Decimal,
+        earliest: date,
+        latest: date,
+    ) -> BankLine | None:
+        """The oldest unreconciled money-out line of this amount on the account in the window that
+        no contact payment on the account already pairs with (same date and amount)."""
+        self._require_business(session)
+        window = {"from_date": earliest.isoformat(), "to_date": latest.isoformat(), "attributes": "all"}
+        try:
+            rows, _ = self._collect(
+                session, BANK_LINES_PATH, {**window, "bank_account_id": bank_account_remote_id}
+            )
+        except NotFound:
+            logger.warning("Sage shows no bank lines to match", provider=self.provider)
+            return None
+        wanted = _money(amount)
+        candidates = sorted(
+            (
+                BankLine(
+                    remote_id=str(row["id"]),
+                    date=date.fromisoformat(str(row["date"])[:10]),
+                    amount=wanted,
+                    description=str(row.get("reference") or row.get("payee_name") or ""),
+                )
+                for row in rows
+                if row.get("id")
+                and row.get("date")
+                and not row.get("is_reconciled")
+                and _ref_id(row.get("transaction_type")) in (None, "MONEY_OUT")
+                and _decimal(row.get("total_amount")) == wanted
+            ),
+            key=lambda line: (line.date, line.remote_id),
+        )
+        if not candidates:
+            return None
+        payments, _ = self._collect(
+            session, "/contact_payments", {**window, "bank_account_id": bank_account_remote_id}
+        )
+        taken = Counter(
+            (date.fromisoformat(str(p["date"])[:10]), _decimal(p.get("total_amount")))
+            for p in payments
+            if p.get("date") and not p.get("deleted_at")
+        )
+        for line in candidates:
+            if taken[(line.date, line.amount)] > 0:
+                taken[(line.date, line.amount)] -= 1
+                continue
+            return line
+        return None
+
+    def record_payment(
+        self,
+        session: LedgerSession,
+        plan: PublishPlan,
+        result: PublishResult,
+        *,
+        bank_account_remote_id: str,
+        paid_on: date,
+        amount: Decimal,
+        key: str,
+    ) -> str:
+        """``POST /contact_payments`` allocated whole to the published invoice, from the bank
+        account, dated like the bank line; ``idempotency_id`` (from ``key``) makes a resend a
+        replay, and an invoice found paid by this very payment answers a late retry."""
+        self._require_business(session)
+        body = self.contact_payment_body(
+            plan, result, bank_account_remote_id=bank_account_remote_id, paid_on=paid_on, amount=amount
+        )
+        body["idempotency_id"] = idempotency_id(key)
+        try:
+            created = self._create(session, "contact_payments", "contact_payment", body)
+        except Rejected as refused:
+            existing = self._existing_payment(session, body, result.remote_id)
+            if existing is None:
+                raise
+            logger.info(
+                "payment found in Sage from an earlier attempt", provider=self.provider, status=refused.status
+            )
+            return existing
+        return str(created["id"])
+
+    def contact_payment_body(
+        self,
+        plan: PublishPlan,
+        result: PublishResult,
+        *,
+        bank_account_remote_id: str,
+        paid_on: date,
+        amount: Decimal,
+    ) -> Row:
+        destination, _ = self.route(plan)
+        payment_type = PAYMENT_TYPE_BY_DESTINATION.get(destination)
+        if payment_type is None:
+            raise Rejected(
+                f"Sage takes a contact payment only on an invoice, not on a {destination}",
+                provider=self.provider,
+            )
+        total = float(_money(amount))
+        body: Row = {
+            "transaction_type_id": payment_type,
+            "contact_id": self._contact_id(plan),
+            "bank_account_id": bank_account_remote_id,
+            "date": paid_on.isoformat(),
+            "total_amount": total,
+            "allocated_artefacts": [{"artefact_id": result.remote_id, "amount": total}],
+        }
+        method = PAYMENT_METHODS.get(
+            (plan.payment_method or "").strip().lower().replace(" ", "_").replace("-", "_")
+        )
+        if method:
+            body["payment_method_id"] = method
+        if plan.reference:
+            body["reference"] = plan.reference[:PAYMENT_REFERENCE_LIMIT]
+        return body
+
+    def _existing_payment(self, session: LedgerSession, body: Row, artefact_id: str) -> str | None:
+        rows, _ = self._collect(
+            session,
+            "/contact_payments",
+            {
+                "bank_account_id": str(body["bank_account_id"]),
+                "from_date": str(body["date"]),
+                "to_date": str(body["date"]),
+                "attributes": "all",
+            },
+        )
+        for row in rows:
+            allocated = {
+                _ref_id(a.get("artefact"))
+                for a in row.get("allocated_artefacts") or []
+                if isinstance(a, dict)
+            }
+            if artefact_id in allocated and _decimal(row.get("total_amount")) == _money(
+                Decimal(str(body["total_amount"]))
+            ):
+                return str(row["id"])
+        return None
+
     # --- attachments ---------------------------------------------------------------------------
 
     def attach(
         self, session: LedgerSession, plan: PublishPlan, result: PublishResult, document: Attachment
     ) -> str:
         self._require_business(session)
-        destination = DESTINATIONS.get(plan.destination)
-        if destination is None:
-            raise Rejected(f"Sage cannot attach to a {plan.destination}", provider=self.provider)
+        destination = DESTINATIONS[self.route(plan)[0]]
         rules = self.capabilities.attachments
         content_type = document.content_type.split(";")[0].strip().lower()
         if rules.content_types and content_type not in rules.content_types:
@@ -1001,6 +1214,13 @@ def _sales_price(row: Row) -> float | None:
             if price is not None:
                 return price
     return None
+
+
+def _decimal(value: Any) -> Decimal:
+    try:
+        return _money(Decimal(str(value)))
+    except (InvalidOperation, ValueError):
+        return Decimal("NaN")
 
 
 def _tax_rate_id(tax_rate: Resolved) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
 from ledgerlink.api.auth import Caller, require_admin
@@ -47,6 +47,7 @@ from ledgerlink.providers.base import LedgerAdapter
 from ledgerlink.services.connection_status import ConnectionStatusKeeper
 from ledgerlink.services.ledgers import Ledgers
 from ledgerlink.services.licences import LicenceService
+from ledgerlink.services.lists import first_refresh_due, refresh_interval
 from ledgerlink.services.queues import HeldItems, RefreshQueue, RefreshRequest
 from ledgerlink.settings import ConnectionSettings
 from ledgerlink.storage.connections import ConnectionRepository
@@ -57,7 +58,6 @@ from ledgerlink.tokens.store import TokenNotFound
 
 STATE_LIFETIME = timedelta(minutes=10)
 CALLBACK_PATH = "/v1/oauth/callback"
-FIRST_SCHEDULED_REFRESH = timedelta(hours=1)
 
 
 class WrongOrganisation(Conflict):
@@ -299,7 +299,7 @@ class ConnectionService:
         store.create(connection.connection_id, tokens)
         try:
             created = self._connections.create(
-                connection, next_refresh_at=self._clock.now() + FIRST_SCHEDULED_REFRESH
+                connection, next_refresh_at=self._first_refresh_due(connection)
             )
         except ConditionFailed as error:
             # Another sign-in for the same business finished first: keep that one, drop ours.
@@ -329,7 +329,7 @@ class ConnectionService:
         store = self._ledgers.token_store(connection.token_store)
         store.create(connection.connection_id, tokens)
         replaced = self._connections.replace(
-            current, connection, next_refresh_at=self._clock.now() + FIRST_SCHEDULED_REFRESH
+            current, connection, next_refresh_at=self._first_refresh_due(connection)
         )
         self._release_old_access(current)
         self._status.announce(
@@ -345,6 +345,10 @@ class ConnectionService:
         self._status.announce(connection, previous_status)
         if connection.status == ConnectionStatus.CONNECTED:
             self._request_refresh(connection, "initial_import")
+
+    def _first_refresh_due(self, connection: Connection) -> datetime:
+        # The connection's own slot in its interval: no wave when many connect at once.
+        return first_refresh_due(connection.connection_id, refresh_interval(connection), self._clock.now())
 
     def _request_refresh(self, connection: Connection, reason: str) -> None:
         self._refresh_queue.request(
@@ -394,7 +398,7 @@ class ConnectionService:
         updated = connection.model_copy(update={"organisation": chosen, "organisation_choices": []}).moved_to(
             ConnectionStatus.CONNECTED, f"connected to {chosen.name}", self._clock.now()
         )
-        saved = self._connections.save(updated, next_refresh_at=self._clock.now() + FIRST_SCHEDULED_REFRESH)
+        saved = self._connections.save(updated, next_refresh_at=self._first_refresh_due(updated))
         self._after_connected(saved, ConnectionStatus.PENDING_ORGANISATION)
         return ConnectionView.of(saved)
 

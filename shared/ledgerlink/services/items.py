@@ -45,11 +45,14 @@ class ItemService:
     # --- capture ----------------------------------------------------------------------------------
 
     def submit(self, caller: Caller, request: SubmitItemRequest) -> StoredItem:
-        return self.capture(caller.business_id, request.item, publish=request.publish)
+        return self.capture(caller.business_id, request.item, publish=request.publish, wake_publisher=True)
 
-    def capture(self, business_id: str, item: CapturedItem, *, publish: bool) -> StoredItem:
+    def capture(
+        self, business_id: str, item: CapturedItem, *, publish: bool, wake_publisher: bool = False
+    ) -> StoredItem:
         """Store the item (a new revision if its content changed) and queue it when asked to, or
-        when its supplier's rule auto-publishes and its coding is complete."""
+        when its supplier's rule auto-publishes and its coding is complete. Captures that arrive
+        by the queue are published by the same consumer; the API's need ``wake_publisher``."""
         for _attempt in range(SAVE_ATTEMPTS):
             stored, version = self._stored_revision(business_id, item)
             if stored.status == ItemStatus.PUBLISHED:
@@ -57,7 +60,7 @@ class ItemService:
             if stored.status in PENDING_STATUSES or not (publish or self._auto_publishes(stored)):
                 return stored
             try:
-                return self._queue_for_publishing(stored, version)
+                return self._queue_for_publishing(stored, version, wake_publisher=wake_publisher)
             except StaleItem:
                 continue
         raise Conflict(f"item {item.id} is being changed by someone else; try again")
@@ -111,10 +114,14 @@ class ItemService:
         plan = self._planner.plan(connection, stored)
         return plan.ready and all(line.category.source != ValueSource.MISSING for line in plan.lines)
 
-    def _queue_for_publishing(self, stored: StoredItem, version: int) -> StoredItem:
+    def _queue_for_publishing(
+        self, stored: StoredItem, version: int, *, wake_publisher: bool = True
+    ) -> StoredItem:
         now = self._clock.now()
         queued = stored.model_copy(update={"status": ItemStatus.QUEUED, "queued_at": now, "updated_at": now})
         self._items.save(queued, version)
+        if not wake_publisher:
+            return queued
         # The message wakes the business's publisher; the item itself is already stored.
         self._queue.send(
             PublishMessage(business_id=stored.business_id, action="publish", item=stored.item),

@@ -4,6 +4,7 @@ that a refused refresh means the connection needs a reconnect."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from ledgerlink.models.common import ProviderName
@@ -12,7 +13,9 @@ from ledgerlink.models.tokens import AppCredentials
 from ledgerlink.providers import registry
 from ledgerlink.providers.base import LedgerAdapter, LedgerSession
 from ledgerlink.runtime import Runtime
+from ledgerlink.services.budget import CallBudget, CallPurpose
 from ledgerlink.settings import CommonSettings
+from ledgerlink.storage.budget import CallBudgetRepository
 from ledgerlink.storage.connections import ConnectionRepository
 from ledgerlink.storage.dynamo import Table
 from ledgerlink.tokens.dynamodb_kms import DynamoDbKmsTokenStore
@@ -36,6 +39,7 @@ class Ledgers:
         self._secrets_provider: Any = None
         self._token_stores: dict[str, TokenStore] = {}
         self._token_managers: dict[str, TokenManager] = {}
+        self._call_budget = CallBudget(CallBudgetRepository(table), runtime.clock, runtime.sleep)
 
     def adapter(self, provider: ProviderName) -> LedgerAdapter:
         if provider not in self._adapters:
@@ -94,8 +98,16 @@ class Ledgers:
             )
         return self._token_managers[name]
 
-    def session(self, connection: Connection) -> LedgerSession:
-        """A session whose access token is refreshed under the connection's lease when needed.
+    def session(
+        self,
+        connection: Connection,
+        *,
+        purpose: CallPurpose = CallPurpose.PUBLISH,
+        deadline: datetime | None = None,
+    ) -> LedgerSession:
+        """A session whose access token is refreshed under the connection's lease when needed, and
+        whose every call is spent from the connection's call budget, shared by list refresh and
+        publishing (``RateLimited`` when it is spent; ``deadline`` bounds a refresh's waiting).
 
         ``AuthRevoked`` escapes to the caller, which records ``needs_reconnect``."""
         adapter = self.adapter(connection.provider)
@@ -110,4 +122,7 @@ class Ledgers:
             return manager.access_token(connection, adapter.refresh_tokens)
 
         organisation_id = connection.organisation.id if connection.organisation else None
-        return LedgerSession(connection.connection_id, organisation_id, access_token)
+        spend_call = self._call_budget.spender(
+            connection.connection_id, adapter.config, purpose, deadline=deadline
+        )
+        return LedgerSession(connection.connection_id, organisation_id, access_token, spend_call=spend_call)

@@ -18,6 +18,9 @@ from ledgerlink.services.items import ItemService
 from ledgerlink.services.publishing import Publisher
 from ledgerlink.services.queues import PublishMessage, PublishQueue
 
+# The most messages Lambda delivers at once from a FIFO queue.
+FIFO_MAX_BATCH = 10
+
 
 class MalformedMessage(ValueError):
     """A queue message that is not a valid publish message: redelivery cannot fix it, so it
@@ -45,9 +48,13 @@ class PublishConsumer:
 
         def record_handler(record: SQSRecord) -> None:
             message = _parse(record.body)
+            captured = None
             if message.item is not None:
-                self._capture(message=message.model_dump(mode="json", exclude_none=True))
-            woken.setdefault(message.business_id, []).append(record)
+                captured = self._capture(message=message.model_dump(mode="json", exclude_none=True))
+            # Only wake the publisher when there may be work: a redelivered copy of an item that
+            # is already settled, or a plain capture, needs none.
+            if captured is None or captured["status"] in ("queued", "retrying"):
+                woken.setdefault(message.business_id, []).append(record)
 
         response: dict[str, Any] = dict(
             process_partial_response(
@@ -55,7 +62,14 @@ class PublishConsumer:
             )
         )
         failures: list[dict[str, str]] = list(response.get("batchItemFailures", []))
+        # A full delivery means more messages are probably waiting behind it: let the captures
+        # pile up into one batch write, and leave a wake-up behind them so nothing waits for ever.
+        backlog_likely = len(event.get("Records", [])) >= FIFO_MAX_BATCH
         for business_id, records in woken.items():
+            wake_up_later = PublishMessage(business_id=business_id, action="drain")
+            if backlog_likely and not self._publisher.batch_ready(business_id):
+                self._queue.send(wake_up_later, revision=0, attempt=f"-{records[-1].message_id}")
+                continue
             outcome = self._publisher.drain(
                 business_id, time_left=lambda: context.get_remaining_time_in_millis() / 1000
             )
@@ -64,11 +78,7 @@ class PublishConsumer:
                     self._queue.redeliver_after(record.receipt_handle, outcome.retry_after)
                     failures.append({"itemIdentifier": record.message_id})
             elif outcome.more:
-                self._queue.send(
-                    PublishMessage(business_id=business_id, action="drain"),
-                    revision=0,
-                    attempt=f"-{records[-1].message_id}",
-                )
+                self._queue.send(wake_up_later, revision=0, attempt=f"-{records[-1].message_id}")
         return {"batchItemFailures": failures}
 
     def _capture_message(self, message: dict[str, Any]) -> dict[str, Any]:

@@ -49,6 +49,8 @@ ROUND_SIZE = 200
 TIME_RESERVE_SECONDS = 20.0
 # A 5xx or timeout without a Retry-After: try again after this long.
 OUTAGE_RETRY_SECONDS = 30.0
+# A wake-up that is not the last of a backlog waits for a full batch, but never longer than this.
+MAX_BATCH_WAIT = timedelta(seconds=5)
 # Bank match windows (issue 6): around the due date, after the document date, never older.
 DUE_DATE_WINDOW = timedelta(days=10)
 NO_DUE_DATE_WINDOW = timedelta(days=30)
@@ -112,6 +114,19 @@ class Publisher:
         self._documents_bucket = documents_bucket
         self._clock = clock
 
+    def batch_ready(self, business_id: str) -> bool:
+        """Whether the business's queue holds a full batch for its ledger, or has waited long
+        enough; otherwise publishing waits for more captures so one call carries many items."""
+        connection = self._connections.get(business_id)
+        if connection is None:
+            return True  # nothing to batch: the items are held at once
+        batch_size = self._ledgers.adapter(connection.provider).capabilities.batch_size
+        pending = self._items.pending(business_id, limit=batch_size)
+        if len(pending) >= batch_size or not pending:
+            return True
+        oldest = pending[0][0].queued_at or pending[0][0].updated_at
+        return self._clock.now() - oldest >= MAX_BATCH_WAIT
+
     def drain(self, business_id: str, *, time_left: Callable[[], float]) -> DrainOutcome:
         """Publish the business's queued items until none are left, the ledger asks us to wait,
         or the invocation runs out of time."""
@@ -160,6 +175,9 @@ class Publisher:
         fresh = [w for w in current.work.values() if not w.stored.remote_id]
         for work in fresh:
             plan = self._planner.plan(current.connection, work.stored)
+            # After a failure we could not read, the document may already be at the ledger,
+            # perhaps past its idempotency window: the adapter looks for it before sending again.
+            plan = plan.model_copy(update={"may_exist": work.stored.transient_failures() > 0})
             if plan.ready:
                 work.plan = plan
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from typing import Any, Literal
@@ -80,13 +81,16 @@ class PublishQueue:
         """``attempt`` distinguishes a deliberate resend (releasing a held item) from a duplicate."""
         body = message.model_dump(mode="json", exclude_none=True)
         subject = message.item.id if message.item else "all"
+        # Unique per business: SQS deduplicates across the whole queue unless the queue scopes it
+        # per message group, and two businesses may well both capture an item called "cap-001".
+        dedup = f"{message.business_id}|{subject}|{revision}|{message.action}{attempt}"
         self._client.send_message(
             QueueUrl=self._queue_url,
             MessageBody=json.dumps(body),
             # One business = one ledger organisation: its items are worked on one batch at a time.
             MessageGroupId=message.business_id,
             # A resend of the same revision within SQS's 5-minute window is dropped by SQS itself.
-            MessageDeduplicationId=f"{subject}-{revision}-{message.action}{attempt}"[:128],
+            MessageDeduplicationId=hashlib.sha256(dedup.encode()).hexdigest(),
         )
 
     def redeliver_after(self, receipt_handle: str, seconds: float) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import zlib
 from datetime import datetime, timedelta
+from typing import Any
 
 from ledgerlink.models.connection import Connection, ConnectionStatus, PreviousConnection
 from ledgerlink.storage.dynamo import ConditionFailed, Table
@@ -94,6 +95,22 @@ class ConnectionRepository:
                 f"connection {connection.connection_id} changed since it was read"
             ) from error
         return connection.model_copy(update={"version": connection.version + 1})
+
+    def save_action(self, connection: Connection) -> dict[str, Any]:
+        """``save`` as a transaction action, keeping the refresh schedule: for a change that must land
+        together with others (Merge Lists clears ``merge_pending`` in the transaction that applies it)."""
+        return self._table.update_action(
+            business_pk(connection.business_id),
+            CONNECTION_SK,
+            update="SET #data = :data, #version = :next",
+            condition="#version = :expected",
+            names={"#data": "data", "#version": "version"},
+            values={
+                ":data": connection.model_dump_json(exclude={"version", "token_generation"}),
+                ":next": connection.version + 1,
+                ":expected": connection.version,
+            },
+        )
 
     def replace(
         self, old: Connection, new: Connection, *, next_refresh_at: datetime | None = None

@@ -18,6 +18,9 @@ _deserializer = TypeDeserializer()
 
 BATCH_WRITE_LIMIT = 25
 MAX_UNPROCESSED_ROUNDS = 8
+# TransactWriteItems: at most 100 actions and 4 MB in one request.
+TRANSACTION_LIMIT = 100
+TRANSACTION_BYTES = 4_000_000
 
 
 class StorageError(RuntimeError):
@@ -238,6 +241,46 @@ class Table:
         except ClientError as error:
             _raise_mapped(error)
         return [unmarshal(raw) for raw in response.get("Items", [])], response.get("LastEvaluatedKey")
+
+    # --- transactions: build the actions, then write them all or none ---------------------------------
+
+    def put_action(
+        self,
+        item: Mapping[str, Any],
+        *,
+        condition: str | None = None,
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        action: dict[str, Any] = {"TableName": self.name, "Item": marshal(item)}
+        _add_expression(action, condition, names, values)
+        return {"Put": action}
+
+    def update_action(
+        self,
+        pk: str,
+        sk: str,
+        *,
+        update: str,
+        condition: str | None = None,
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        action: dict[str, Any] = {"TableName": self.name, "Key": self.key(pk, sk), "UpdateExpression": update}
+        _add_expression(action, condition, names, values)
+        return {"Update": action}
+
+    def transact_write(self, actions: Sequence[Mapping[str, Any]]) -> None:
+        """All of ``actions`` or none; any failed condition (or a conflicting transaction) raises
+        ConditionFailed."""
+        if not actions:
+            return
+        if len(actions) > TRANSACTION_LIMIT:
+            raise StorageError(f"a transaction takes at most {TRANSACTION_LIMIT} actions, not {len(actions)}")
+        try:
+            self._client.transact_write_items(TransactItems=list(actions))
+        except ClientError as error:
+            _raise_mapped(error)
 
     def batch_write(self, puts: Sequence[Mapping[str, Any]], deletes: Sequence[tuple[str, str]] = ()) -> int:
         """Write and delete in batches of 25, retrying what DynamoDB leaves unprocessed. Returns

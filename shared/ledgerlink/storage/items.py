@@ -15,6 +15,7 @@ from typing import Any
 
 from ledgerlink.models.items import PENDING_STATUSES, ItemStatus, StoredItem
 from ledgerlink.storage.dynamo import ConditionFailed, Table
+from ledgerlink.storage.merge import StagedReads
 from ledgerlink.storage.schema import (
     GSI1_NAME,
     GSI1_PARTITION_KEY,
@@ -39,13 +40,16 @@ class InvalidCursor(ValueError):
 class ItemRepository:
     def __init__(self, table: Table):
         self._table = table
+        # A Merge Lists apply too large for one transaction stages its new item contents before
+        # flipping one pointer; reading through StagedReads never shows half of such a merge.
+        self._staged = StagedReads(table)
 
     def get(self, business_id: str, item_id: str) -> tuple[StoredItem, int] | None:
         """The item and its storage version (for a conditional save)."""
         raw = self._table.get(business_pk(business_id), item_sk(item_id))
         if raw is None:
             return None
-        return StoredItem.model_validate_json(raw["data"]), int(raw["version"])
+        return StoredItem.model_validate_json(self._staged.data_of(raw)), int(raw["version"])
 
     def create(self, stored: StoredItem) -> bool:
         """Store a new item; False if an item with that id already exists."""
@@ -66,9 +70,19 @@ class ItemRepository:
         return version + 1
 
     def list(self, business_id: str, status: ItemStatus | None = None) -> Iterator[StoredItem]:
+        for stored, _version in self.list_with_versions(business_id, status):
+            yield stored
+
+    def list_with_versions(
+        self, business_id: str, status: ItemStatus | None = None
+    ) -> Iterator[tuple[StoredItem, int]]:
+        states: dict[tuple[str, str], str] = {}
         for raw in self._table.query(business_pk(business_id), sk_prefix=ITEM_SK_PREFIX):
             if status is None or raw.get("status") == status.value:
-                yield StoredItem.model_validate_json(raw["data"])
+                yield StoredItem.model_validate_json(self._staged.data_of(raw, states)), int(raw["version"])
+
+    def key_of(self, business_id: str, item_id: str) -> tuple[str, str]:
+        return business_pk(business_id), item_sk(item_id)
 
     def page(
         self, business_id: str, *, status: ItemStatus | None, limit: int, cursor: str | None
@@ -80,7 +94,8 @@ class ItemRepository:
             start_key=_decode(cursor),
             attribute_equals=("status", status.value) if status else None,
         )
-        return [StoredItem.model_validate_json(r["data"]) for r in raw], _encode(last)
+        states: dict[tuple[str, str], str] = {}
+        return [StoredItem.model_validate_json(self._staged.data_of(r, states)) for r in raw], _encode(last)
 
     def pending(self, business_id: str, *, limit: int) -> builtins.list[tuple[StoredItem, int]]:
         """The oldest items waiting to be published (queued or retrying), with their versions."""
@@ -92,7 +107,7 @@ class ItemRepository:
             sk_name=GSI1_SORT_KEY,
             limit=limit,
         ):
-            found.append((StoredItem.model_validate_json(raw["data"]), int(raw["version"])))
+            found.append((StoredItem.model_validate_json(self._staged.data_of(raw)), int(raw["version"])))
         return found
 
     @staticmethod

@@ -90,3 +90,44 @@ def publish_queue_pk(business_id: str) -> str:
 
 def refresh_shard_pk(shard: int) -> str:
     return f"REFRESH#{shard:02d}"
+
+
+# --- Supplier and customer rules, Merge Lists (issue 7) ----------------------------------------------
+# One item per rule beside the business; GSI1 also finds a business's rules by normalised name (the
+# refresh schedule's partitions are REFRESH#nn, so the two uses never meet in one GSI1 partition).
+RULE_SK_PREFIX = "RULE#"
+
+
+def rule_sk_prefix(kind: str) -> str:
+    return f"{RULE_SK_PREFIX}{kind}#"
+
+
+def rule_sk(kind: str, key: str) -> str:
+    return f"{rule_sk_prefix(kind)}{key}"
+
+
+def rule_name_gsi1pk(business_id: str, kind: str) -> str:
+    return f"RULENAME#{business_id}#{kind}"
+
+
+def rule_name_gsi1sk(normalised_name: str, key: str) -> str:
+    return f"{normalised_name}#{key}"
+
+
+# A merge proposal: its header item (state, result), then its body, undo record and the state of a
+# staged write, each under the header's sort key so one Query reads a merge whole.
+MERGE_SK_PREFIX = "MERGE#"
+
+
+def merge_sk(proposal_id: str) -> str:
+    return f"{MERGE_SK_PREFIX}{proposal_id}"
+
+
+def merge_part_sk(proposal_id: str, part: str, number: int) -> str:
+    """``part``: P (the proposal body) or U (the undo record); both are split into numbered chunks."""
+    return f"{merge_sk(proposal_id)}#{part}#{number:04d}"
+
+
+def merge_operation_sk(operation_id: str) -> str:
+    """The state of one staged write (apply or undo): readers of staged rows look here."""
+    return f"MERGEOP#{operation_id}"

@@ -98,5 +98,8 @@ class QuickBooksHarness(LedgerHarness):
     def publish_path(self) -> tuple[str, str]:
         return "POST", "/v3/company/*/bill"
 
+    def batch_path(self) -> tuple[str, str]:
+        return "POST", "/v3/company/*/batch"
+
     def list_path(self, list_type: ListType) -> str:
         return "/v3/company/*/query"

@@ -5,6 +5,8 @@ matches when the adapter really sends ``X-Business`` (the simulator falls back t
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from ledgerlink.models.common import ListType, ProviderName
@@ -82,6 +84,22 @@ class SageHarness(LedgerHarness):
 
     def publish_path(self) -> tuple[str, str]:
         return "POST", "/v3.1/purchase_invoices"
+
+    def add_bank_line(self, bank_account_remote_id: str, amount: Decimal, on: date) -> str:
+        return self.sage.add_bank_line(
+            self.signed_in.organisation_id or "", bank_account_remote_id, on, amount
+        )
+
+    def is_paid(self, remote_id: str) -> bool:
+        invoice = self._business().resources["purchase_invoices"][remote_id]
+        return bool(invoice["status"]["id"] == "PAID" and invoice["outstanding_amount"] == 0)
+
+    def payments(self) -> list[dict[str, Any]]:
+        return [w for w in self.sage.writes(kind="contact_payments") if w["action"] == "create"]
+
+    def bank_transactions_created(self) -> list[dict[str, Any]]:
+        # Sage's money-out of our own making would be an other payment (or a bank transfer).
+        return self.sage.writes(kind="other_payments") + self.sage.writes(kind="bank_transfers")
 
     def list_path(self, list_type: ListType) -> str:
         if list_type == ListType.PROJECTS:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from ledgerlink.models.common import ListType, ProviderName
@@ -59,6 +61,23 @@ class XeroHarness(LedgerHarness):
 
     def publish_path(self) -> tuple[str, str]:
         return "PUT", "/api.xro/2.0/Invoices"
+
+    def batch_path(self) -> tuple[str, str]:
+        return "PUT", "/api.xro/2.0/Invoices"  # arrays of up to 50 with summarizeErrors=false
+
+    def add_bank_line(self, bank_account_remote_id: str, amount: Decimal, on: date) -> str:
+        return self.xero.add_bank_line(
+            self.signed_in.organisation_id or "", bank_account_remote_id, on, amount
+        )
+
+    def is_paid(self, remote_id: str) -> bool:
+        return bool(self._org().invoices[remote_id.lower()]["Status"] == "PAID")
+
+    def payments(self) -> list[dict[str, Any]]:
+        return [w for w in self.xero.writes(kind="Payment") if w["action"] == "create"]
+
+    def bank_transactions_created(self) -> list[dict[str, Any]]:
+        return self.xero.writes(kind="BankTransaction")
 
     def list_path(self, list_type: ListType) -> str:
         return {ListType.CONTACTS: "/api.xro/2.0/Contacts", ListType.TAX_RATES: "/api.xro/2.0/TaxRates"}.get(

@@ -1,0 +1,118 @@
+"""The per-connection call budget that list refresh and publishing share, kept in DynamoDB so every
+container working for one connection counts against the same numbers.
+
+Every API call to a ledger first spends one call from the connection's budget
+(``LedgerSession.spend_call``). The budget is a fixed-window counter: one small item per connection
+and ten-second window, and each call is one conditional UpdateItem (``ADD calls :one`` if ``calls <
+cap``). Why this shape rather than a token bucket:
+
+- It is exactly one write per call, with no read: the condition does the check and the count
+  atomically across containers, and a refused call needs nothing more, because the wait (the rest
+  of the window) is known locally. A token bucket (or GCRA) has to compute ``max(stored, now)``,
+  which an UpdateItem cannot: it costs a read plus a conditional write, or a second write whenever
+  the bucket has refilled.
+- Its price is the window boundary. A ledger counts calls in a rolling minute, which can overlap
+  ``60 / w + 1`` fixed windows of ``w`` seconds, so a window's cap is ``limit * w / (60 + w)``: under
+  the ledger's limit however the windows fall. With ten-second windows that is 6/7 of the limit
+  (Xero's 60 a minute: 8 per window, at most 56 in any rolling minute, 48 a minute sustained).
+- A refresh may use only ``refresh_share`` of each window (its own counter on the same item, checked
+  in the same write); publishing may use the whole window. Whatever a refresh does, publishing
+  keeps the rest of every window, and the two together stay under the ledger's limit, so a refresh
+  never pushes publishing into the ledger's 429s.
+
+Cost: one write unit per ledger call (the items are tiny), expired by TTL. A short wait (the rest of
+the window) is slept out in place; a caller that has waited its allowance gets ``RateLimited`` with
+the wait as ``retry_after`` and backs off like after a ledger's 429.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from ledgerlink.clock import Clock
+from ledgerlink.errors import RateLimited
+from ledgerlink.observability import count
+from ledgerlink.providers.config import ProviderConfig
+from ledgerlink.storage.budget import CallBudgetRepository
+
+WINDOW_SECONDS = 10
+# Publishing sleeps out at most this much of budget waits per session before handing the item back
+# to the queue (its function has a short timeout, and a held item says why).
+PUBLISH_WAIT_ALLOWANCE = timedelta(seconds=30)
+# Land just inside the next window rather than on its edge.
+WINDOW_EDGE_SECONDS = 0.01
+
+
+class CallPurpose(StrEnum):
+    REFRESH = "refresh"
+    PUBLISH = "publish"
+
+
+@dataclass(frozen=True)
+class BudgetLimits:
+    per_window: int
+    refresh_per_window: int
+
+    @classmethod
+    def of(cls, config: ProviderConfig) -> BudgetLimits:
+        # A rolling minute overlaps at most 60/w + 1 windows: size the window so that many fit.
+        per_window = max(1, config.calls_per_minute * WINDOW_SECONDS // (60 + WINDOW_SECONDS))
+        # At least one call for a refresh to make progress; at least one left for publishing.
+        refresh = max(1, min(per_window - 1, math.floor(per_window * config.refresh_share)))
+        return cls(per_window=per_window, refresh_per_window=refresh)
+
+
+class CallBudget:
+    def __init__(self, counters: CallBudgetRepository, clock: Clock, sleep: Callable[[float], None]):
+        self._counters = counters
+        self._clock = clock
+        self._sleep = sleep
+
+    def spender(
+        self,
+        connection_id: str,
+        config: ProviderConfig,
+        purpose: CallPurpose,
+        *,
+        deadline: datetime | None = None,
+    ) -> Callable[[], None]:
+        """The ``spend_call`` of one session: spends one call, waiting for the next window when this
+        one is full. Raises ``RateLimited`` instead when the wait would pass ``deadline`` (a refresh's
+        time in this invocation) or the session's wait allowance (publishing)."""
+        limits = BudgetLimits.of(config)
+        refresh_cap = limits.refresh_per_window if purpose == CallPurpose.REFRESH else None
+        allowance = None if purpose == CallPurpose.REFRESH else PUBLISH_WAIT_ALLOWANCE.total_seconds()
+        waited = 0.0
+
+        def spend_call() -> None:
+            nonlocal waited
+            while True:
+                now = self._clock.now()
+                moment = now.timestamp()
+                window_start = int(moment // WINDOW_SECONDS) * WINDOW_SECONDS
+                if self._counters.try_spend(
+                    connection_id, window_start, cap=limits.per_window, refresh_cap=refresh_cap
+                ):
+                    return
+                wait = window_start + WINDOW_SECONDS - moment + WINDOW_EDGE_SECONDS
+                # A wait is never longer than one window; what bounds the waiting is the caller's
+                # time (a refresh's deadline) or the session's allowance (publishing).
+                if (allowance is not None and waited + wait > allowance) or (
+                    deadline is not None and now + timedelta(seconds=wait) > deadline
+                ):
+                    count("CallBudgetRefused")
+                    raise RateLimited(
+                        f"the connection's {config.name.value} call budget is spent for now",
+                        retry_after=wait,
+                        provider=config.name.value,
+                        limit="call_budget",
+                    )
+                count("CallBudgetWaits")
+                self._sleep(wait)
+                waited += wait
+
+        return spend_call

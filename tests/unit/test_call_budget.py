@@ -1,0 +1,87 @@
+"""The call budget's sizing and pacing, on a fake counter store (no AWS)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ledgerlink.errors import RateLimited
+from ledgerlink.models.common import ProviderName
+from ledgerlink.providers import registry
+from ledgerlink.services.budget import WINDOW_SECONDS, BudgetLimits, CallBudget, CallPurpose
+from ledgerlink.storage.budget import CallBudgetRepository
+
+
+class FakeCounters(CallBudgetRepository):
+    def __init__(self) -> None:
+        self.calls: Counter[tuple[str, int]] = Counter()
+        self.refresh_calls: Counter[tuple[str, int]] = Counter()
+
+    def try_spend(
+        self, connection_id: str, window_start: int, *, cap: int, refresh_cap: int | None = None
+    ) -> bool:
+        key = (connection_id, window_start)
+        if self.calls[key] >= cap or (refresh_cap is not None and self.refresh_calls[key] >= refresh_cap):
+            return False
+        self.calls[key] += 1
+        self.refresh_calls[key] += refresh_cap is not None
+        return True
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.moment = datetime(2026, 11, 2, 9, 0, 3, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def sleep(self, seconds: float) -> None:
+        self.moment += timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("provider", "per_window", "refresh"),
+    [("xero", 8, 4), ("quickbooks", 71, 35), ("sage", 14, 7), ("freeagent", 17, 8), ("kashflow", 8, 4)],
+)
+def test_each_window_is_sized_to_stay_under_the_ledgers_rolling_minute(provider, per_window, refresh):
+    config = registry.adapter_class(ProviderName(provider)).default_config
+    limits = BudgetLimits.of(config)
+    assert (limits.per_window, limits.refresh_per_window) == (per_window, refresh)
+    # A rolling minute overlaps at most 60 / w + 1 windows: even then it stays under the limit.
+    assert limits.per_window * (60 // WINDOW_SECONDS + 1) <= config.calls_per_minute
+
+
+def test_a_refresh_uses_its_share_and_publishing_the_rest_of_each_window():
+    counters, clock = FakeCounters(), Clock()
+    budget = CallBudget(counters, clock, clock.sleep)
+    config = registry.adapter_class(ProviderName.XERO).default_config
+    refresh = budget.spender("c1", config, CallPurpose.REFRESH)
+    publish = budget.spender("c1", config, CallPurpose.PUBLISH)
+    for _ in range(4):
+        refresh()
+    assert clock.now().second == 3  # four refresh calls fit in the window
+    for _ in range(4):
+        publish()  # publishing still has the rest of the window...
+    assert clock.now().second == 3
+    publish()  # ...and the ninth call waits for the next window
+    assert clock.now() >= datetime(2026, 11, 2, 9, 0, 10, tzinfo=UTC)
+
+
+def test_a_spent_budget_raises_rate_limited_when_the_caller_cannot_wait():
+    counters, clock = FakeCounters(), Clock()
+    budget = CallBudget(counters, clock, clock.sleep)
+    config = registry.adapter_class(ProviderName.XERO).default_config
+    refresh = budget.spender("c1", config, CallPurpose.REFRESH, deadline=clock.now() + timedelta(seconds=5))
+    for _ in range(4):
+        refresh()
+    with pytest.raises(RateLimited) as stopped:
+        refresh()
+    assert 0 < stopped.value.retry_after <= WINDOW_SECONDS + 0.1
+    assert stopped.value.limit == "call_budget"
+    # Publishing waits out at most its allowance in one session, then backs off the same way.
+    publish = budget.spender("c2", config, CallPurpose.PUBLISH)
+    with pytest.raises(RateLimited):
+        for _ in range(8 * 5):
+            publish()
