@@ -19,7 +19,7 @@ from ledgerlink.services.ledgers import Ledgers
 from ledgerlink.services.licences import LicenceService
 from ledgerlink.services.lists import ListService
 from ledgerlink.services.merge import MergeService
-from ledgerlink.services.planning import NoRules, Planner
+from ledgerlink.services.planning import Planner
 from ledgerlink.services.publish_consumer import PublishConsumer
 from ledgerlink.services.publishing import Publisher
 from ledgerlink.services.queues import HeldItems, PublishQueue, RefreshQueue
@@ -131,7 +131,7 @@ def list_service(runtime: Runtime) -> ListService:
 
 
 def _planner(runtime: Runtime, table: Table) -> Planner:
-    return runtime.memo("planner", lambda: Planner(ListRepository(table), NoRules()))
+    return runtime.memo("planner", lambda: Planner(ListRepository(table), RuleRepository(table)))
 
 
 @per_container

@@ -20,13 +20,6 @@ class RuleLookup(Protocol):
     def for_party(self, business_id: str, kind: str, *, key: str | None, name: str) -> PartyRule | None: ...
 
 
-class NoRules:
-    """Until a business has rules (or where rules do not apply), nothing to look up."""
-
-    def for_party(self, business_id: str, kind: str, *, key: str | None, name: str) -> PartyRule | None:
-        return None
-
-
 class Planner:
     def __init__(self, lists: ListRepository, rules: RuleLookup):
         self._lists = lists
