@@ -223,3 +223,58 @@ def test_categories_list_filters_and_unknown_list_is_404(connected: Service):
     unknown = api.get("/v1/lists/widgets")
     assert unknown.status_code == 404
     assert "categories" in unknown.json()["error"]["message"]
+
+
+def test_a_capture_for_an_auto_publish_supplier_is_published_without_a_request(connected: Service):
+    api = connected.client()
+    api.put("/v1/connection/settings", json={"auto_publish": True})
+    stationery = by_code(api, "categories", "461")
+    rule = {"name": SUPPLIER, "category": stationery["id"], "auto_publish": True}
+    assert api.put("/v1/rules/suppliers/sup-avon", json=rule).status_code == 200
+    api.put("/v1/rules/suppliers/sup-bright", json={"name": "Brightside Office Supplies"})
+
+    # The category comes from the rule: the capture sends none, and no one asks to publish.
+    automatic = cost_item(api, "cap-auto", supplier=SUPPLIER)
+    automatic["supplier"]["key"] = "sup-avon"
+    automatic["lines"][0].pop("category")
+    # A supplier whose rule does not auto-publish, and one with no rule and no category: both wait.
+    manual = cost_item(api, "cap-manual", supplier="Brightside Office Supplies")
+    manual["supplier"]["key"] = "sup-bright"
+    uncoded = cost_item(api, "cap-uncoded", supplier="Nobody Known Ltd")
+    uncoded["lines"][0].pop("category")
+    sqs = connected.session.client("sqs")
+    for item in (automatic, manual, uncoded):  # the capture product's way in
+        sqs.send_message(
+            QueueUrl=connected.resources.publish_queue_url,
+            MessageBody=json.dumps({"business_id": "biz-1", "action": "capture", "item": item}),
+            MessageGroupId="biz-1",
+            MessageDeduplicationId=item["id"],
+        )
+    connected.drain()
+
+    assert api.get("/v1/items/cap-auto").json()["status"] == "published"
+    assert api.get("/v1/items/cap-manual").json()["status"] == "waiting"
+    assert api.get("/v1/items/cap-uncoded").json()["status"] == "waiting"
+    bills = _bills(connected)
+    assert [b["body"]["InvoiceNumber"] for b in bills] == ["INV-cap-auto"]
+    assert bills[0]["body"]["LineItems"][0]["AccountCode"] == "461"  # the rule's category
+
+    # Through the API too: a capture without "publish" is published by the rule alone.
+    again = cost_item(api, "cap-auto-api", supplier=SUPPLIER)
+    again["supplier"]["key"] = "sup-avon"
+    assert api.post("/v1/items", json={"item": again, "publish": False}).json()["status"] == "queued"
+    connected.drain()
+    assert api.get("/v1/items/cap-auto-api").json()["status"] == "published"
+
+
+def test_an_auto_publish_rule_without_a_category_anywhere_leaves_the_item_waiting(connected: Service):
+    api = connected.client()
+    api.put("/v1/connection/settings", json={"auto_publish": True})
+    api.put("/v1/rules/suppliers/sup-new", json={"name": "Nobody Known Ltd", "auto_publish": True})
+    item = cost_item(api, "cap-nocat", supplier="Nobody Known Ltd")
+    item["supplier"]["key"] = "sup-new"
+    item["lines"][0].pop("category")
+    assert api.post("/v1/items", json={"item": item, "publish": False}).json()["status"] == "waiting"
+    connected.drain()
+    assert api.get("/v1/items/cap-nocat").json()["status"] == "waiting"
+    assert _bills(connected) == []
