@@ -52,8 +52,10 @@ lint: setup
 	$(VENV)/bin/ruff format --check shared functions
 	$(VENV)/bin/mypy
 
-synth: setup
-	$(VENV)/bin/python -m infra.app
+# The CDK CLI pinned in package.json runs cdk.json's app; offline once .cdk-cache holds the layer's wheels.
+# --no-notices: the CLI would otherwise fetch its notices from the network.
+synth: setup node-deps
+	CDK_DISABLE_CLI_TELEMETRY=true npx --no-install cdk synth --quiet --no-notices
 
 clean:
 	rm -rf $(VENV) $(TOOLS) node_modules cdk.out .cdk-cache .jsii-cache .pytest_cache .mypy_cache .ruff_cache
