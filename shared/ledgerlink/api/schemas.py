@@ -20,6 +20,7 @@ from ledgerlink.models.items import CapturedItem, StoredItem
 from ledgerlink.models.licences import Licence
 from ledgerlink.models.lists import ListRecord
 from ledgerlink.models.publishing import PublishPlan
+from ledgerlink.models.refresh import RefreshRecord, RefreshState
 from ledgerlink.providers.config import Capabilities
 
 
@@ -65,6 +66,25 @@ class ReconnectRequest(BaseModel):
     credentials: LoginCredentials | None = None
 
 
+class RefreshView(BaseModel):
+    """The connection's latest list refresh as callers see it: the admin page follows a refresh it
+    asked for (queued, running, waiting for the ledger, done or failed) through this."""
+
+    refresh_id: str
+    state: RefreshState
+    reason: str
+    requested_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    resume_at: datetime | None = None
+    lists_done: list[ListType] = Field(default_factory=list)
+    last_error: str | None = None
+
+    @classmethod
+    def of(cls, record: RefreshRecord) -> RefreshView:
+        return cls.model_validate(record.model_dump(include=set(cls.model_fields)))
+
+
 class ConnectionView(BaseModel):
     """A connection as callers see it: never a token."""
 
@@ -78,10 +98,14 @@ class ConnectionView(BaseModel):
     lists: dict[ListType, ListFreshness]
     previous: PreviousConnection | None = None
     merge_pending: bool = False
+    refresh: RefreshView | None = None
 
     @classmethod
-    def of(cls, connection: Connection) -> ConnectionView:
-        return cls.model_validate(connection.model_dump(include=set(cls.model_fields)))
+    def of(cls, connection: Connection, refresh: RefreshRecord | None = None) -> ConnectionView:
+        view = cls.model_validate(connection.model_dump(include=set(cls.model_fields)))
+        if refresh is not None:
+            view.refresh = RefreshView.of(refresh)
+        return view
 
 
 class ConnectStarted(BaseModel):

@@ -52,7 +52,7 @@ from ledgerlink.services.queues import HeldItems, RefreshQueue, RefreshRequest
 from ledgerlink.settings import ConnectionSettings
 from ledgerlink.storage.connections import ConnectionRepository
 from ledgerlink.storage.dynamo import ConditionFailed
-from ledgerlink.storage.lists import ListRepository
+from ledgerlink.storage.lists import ListRepository, RefreshRecordRepository
 from ledgerlink.storage.oauth_state import OAuthState, OAuthStateRepository
 from ledgerlink.tokens.store import TokenNotFound
 
@@ -82,6 +82,7 @@ class ConnectionService:
         refresh_queue: RefreshQueue,
         held_items: HeldItems,
         clock: Clock,
+        refreshes: RefreshRecordRepository | None = None,
     ):
         self._settings = settings
         self._connections = connections
@@ -93,6 +94,7 @@ class ConnectionService:
         self._refresh_queue = refresh_queue
         self._held_items = held_items
         self._clock = clock
+        self._refreshes = refreshes
 
     def providers(self) -> ProvidersView:
         return ProvidersView(
@@ -519,7 +521,14 @@ class ConnectionService:
     # --- status ------------------------------------------------------------------------------------------
 
     def view(self, caller: Caller) -> ConnectionView:
-        return ConnectionView.of(self._connection_of(caller))
+        connection = self._connection_of(caller)
+        # The latest list refresh rides along, so a page can follow one it asked for.
+        refresh = (
+            self._refreshes.get(connection.business_id, connection.connection_id)
+            if self._refreshes is not None
+            else None
+        )
+        return ConnectionView.of(connection, refresh)
 
     def _connection_of(self, caller: Caller) -> Connection:
         connection = self._connections.get(caller.business_id)
