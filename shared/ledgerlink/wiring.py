@@ -109,6 +109,7 @@ def connection_service(runtime: Runtime) -> ConnectionService:
             ItemRepository(table), PublishQueue(sqs, settings.publish_queue_url), runtime.clock
         ),
         clock=runtime.clock,
+        refreshes=RefreshRecordRepository(table),
     )
 
 
