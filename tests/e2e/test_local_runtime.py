@@ -3,20 +3,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from sandbox.local import free_port
+from tests.e2e import conftest
+from tests.e2e.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
+# The runtime fixture lives in tests/e2e/conftest.py; the name stays importable from here for the
+# files that still import it from this module.
+local = conftest.local
 
 
 def _cli(*args: str) -> str:
@@ -28,54 +27,6 @@ def _cli(*args: str) -> str:
         text=True,
         timeout=60,
     ).stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def local() -> Iterator[dict[str, str]]:
-    port, simulator_port = free_port(), free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sandbox.cli",
-            "local",
-            "--port",
-            str(port),
-            "--simulator-port",
-            str(simulator_port),
-            "--auto-consent",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    output: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:  # a thread, so a silent process cannot block the deadline below
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line)
-            if line.startswith("Mint a sign-in token"):
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        assert ready.wait(120), "ledgerlink local did not start:\n" + "".join(output[-40:])
-        urls = {
-            words[0]: words[1]
-            for words in (line.split() for line in output)
-            if words and words[0] in ("API", "xero", "quickbooks", "sage", "freeagent", "kashflow")
-        }
-        yield urls
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_connect_and_publish_over_real_http(local: dict[str, str]):
