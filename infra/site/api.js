@@ -9,13 +9,6 @@ export class ApiError extends Error {
     this.field = field;
     this.details = details;
   }
-
-  // The route is not built in this version of ledgerlink (yet): the gateway has no such route or
-  // method, or the handler answers 501.
-  get unavailable() {
-    return (this.status === 404 && this.code === "route_not_found") ||
-      this.status === 405 || this.status === 501;
-  }
 }
 
 export class Api {

@@ -191,12 +191,17 @@ function renderStatus() {
         admin ? wayOut("Choose the organisation", "#/connections", "status-choose") : "Ask an Admin to choose it.");
       break;
     case "refresh_failing":
-      parts.push(`${ledger} could not refresh the lists on ${since} — ${connection.status_reason}. ledgerlink keeps trying; `,
-        admin ? wayOut("Refresh now", "#/connections/refresh", "status-refresh") : "an Admin can refresh now.");
+      // The reason, in plain words first; the ledger's own words after, for whoever fixes it.
+      parts.push(`${ledger} could not be reached to renew ledgerlink's access on ${since} — `,
+        admin ? wayOut("Refresh now", "#/connections/refresh", "status-refresh") : "an Admin can refresh now",
+        ". ", h("span", { class: "status-detail" },
+          `ledgerlink keeps trying by itself and nothing is lost meanwhile. Details: ${connection.status_reason}.`));
       break;
     case "needs_reconnect":
-      parts.push(`${ledger} refused the refresh on ${since} — ${connection.status_reason}. Items wait until it is back. `,
-        admin ? wayOut("Reconnect", "#/connections/reconnect", "status-reconnect") : "Ask an Admin to reconnect.");
+      parts.push(`${ledger} refused the refresh on ${since} — `,
+        admin ? wayOut("Reconnect", "#/connections/reconnect", "status-reconnect") : "ask an Admin to reconnect",
+        ". ", h("span", { class: "status-detail", testid: "status-detail" },
+          `${ledger} no longer lets ledgerlink in (its access was withdrawn or has run out), so the lists are not refreshed and items wait until you sign in to ${ledger} again. ${ledger} said: “${connection.status_reason}”.`));
       break;
     default:
       parts.push(`${ledger}: ${connection.status_reason}.`);

@@ -27,12 +27,6 @@ export function credentialsOf(form) {
   return { username: data.get("username"), password: data.get("password"), memorable_word: data.get("memorable_word") };
 }
 
-export function unavailableNotice(what, extra) {
-  return h("div", { class: "notice notice-info", role: "status", testid: "unavailable" },
-    h("p", {}, h("strong", {}, `${what} is not available in this version of ledgerlink yet.`)),
-    extra ? h("p", {}, extra) : null);
-}
-
 export function freshnessTable(connection, { caption = "Imported lists", testid = "lists-freshness" } = {}) {
   const lists = connection.lists || {};
   const rows = LIST_ORDER.filter((type) => lists[type]).map((type) => {

@@ -3,7 +3,7 @@
 import { ApiError } from "../api.js";
 import { LISTS, LIST_ORDER, STATUSES, callbackMessage, connectSteps, features } from "../labels.js";
 import { clear, formatDateTime, h, notice, table, uid } from "../ui.js";
-import { busy, credentialsOf, freshnessTable, loginFields, unavailableNotice } from "./common.js";
+import { busy, credentialsOf, freshnessTable, loginFields } from "./common.js";
 
 export async function render(ctx, main, params, key) {
   const connection = ctx.connection;
@@ -283,12 +283,18 @@ function backLink() {
 }
 
 // --- Refresh integration data ---------------------------------------------------------------------
+// POST /v1/connection/refresh queues a refresh (or joins the one under way); GET /v1/connection then
+// carries that refresh's state, so the page follows it to its end: done, or refused and why.
 
-const REFRESH_TIMEOUT_MS = 120_000;
+const POLL_MS = 1000;
+// A refresh that waits for a ledger's rate limit can take minutes: the page stops watching (the
+// refresh carries on by itself) rather than keep a spinner up for ever.
+const WATCH_LIMIT_MS = 180_000;
 
 async function renderRefresh(ctx, main) {
   const connection = ctx.connection;
-  const ledger = ctx.provider(connection.provider).display_name;
+  const provider = ctx.provider(connection.provider);
+  const ledger = provider.display_name;
   const section = h("section", { class: "card panel", "aria-labelledby": "refresh-heading", testid: "refresh-panel" },
     h("h2", { id: "refresh-heading" }, "Refresh integration data"),
     h("p", {}, `Fetch what changed in ${ledger} since the last refresh: categories, suppliers and customers, tax rates, products and services, projects and bank accounts.`));
@@ -297,50 +303,88 @@ async function renderRefresh(ctx, main) {
   const beforeTable = h("div", {}, freshnessTable(connection, { caption: "Lists before this refresh", testid: "refresh-before" }));
   section.append(out, h("div", { class: "actions" }, start), beforeTable, backLink());
   main.append(section);
+  const wanted = (provider.lists?.length ? provider.lists : LIST_ORDER).filter((type) => LIST_ORDER.includes(type));
   const run = async () => {
     clear(out);
-    const before = Object.fromEntries(Object.entries(ctx.connection.lists || {}).map(([type, entry]) => [type, entry.refreshed_at]));
-    const wanted = LIST_ORDER.filter((type) => type in before || !Object.keys(before).length);
+    let started;
     try {
-      await ctx.api.post("/v1/connection/refresh", {});
+      started = await ctx.api.post("/v1/connection/refresh", {});
     } catch (error) {
-      if (error instanceof ApiError && error.unavailable) {
-        out.append(unavailableNotice("Refreshing on demand",
-          `Your lists still refresh automatically every hour. Last refreshed: ${formatDateTime(latest(ctx.connection))}.`));
-      } else {
-        out.append(errorNotice(error));
-      }
+      out.append(errorNotice(error));
       return;
     }
-    const progress = h("progress", { max: String(wanted.length), value: "0", "aria-labelledby": "refresh-progress-label", testid: "refresh-progress" });
-    const label = h("p", { id: "refresh-progress-label", role: "status" }, `Refreshing… 0 of ${wanted.length} lists done`);
+    const progress = h("progress", { max: String(wanted.length), "aria-labelledby": "refresh-progress-label", testid: "refresh-progress" });
+    const label = h("p", { id: "refresh-progress-label", role: "status", testid: "refresh-state" });
     out.append(h("div", { class: "progress" }, label, progress));
-    const deadline = Date.now() + REFRESH_TIMEOUT_MS;
+    const ours = started.refresh.refresh_id;
+    let refresh = started.refresh;
+    const until = Date.now() + WATCH_LIMIT_MS;
     for (;;) {
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      const current = await ctx.reloadConnection();
-      if (!current) return;
-      const lists = current.lists || {};
-      const done = wanted.filter((type) => lists[type] && (lists[type].refreshed_at !== before[type] || lists[type].last_error));
-      progress.value = done.length;
-      label.textContent = `Refreshing… ${done.length} of ${wanted.length} lists done`;
-      if (done.length === wanted.length) break;
-      if (Date.now() > deadline) {
-        label.textContent = `Still refreshing after two minutes (${done.length} of ${wanted.length} lists done): the counts below update when it finishes.`;
-        break;
+      const done = (refresh.lists_done || []).filter((type) => wanted.includes(type)).length;
+      // Lists are recorded as each delivery of the refresh ends: until then the bar is indeterminate.
+      const ended = refresh.state === "done" || refresh.state === "failed";
+      if (done || ended) progress.value = refresh.state === "done" ? wanted.length : done;
+      label.textContent = refreshStateText(refresh, started.joined, ledger, done, wanted.length);
+      if (ended) break;
+      if (Date.now() > until) {
+        label.textContent = `${label.textContent} It is taking a while: it carries on by itself, and the freshness on the Connections page shows when it is done.`;
+        return;
       }
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      const current = await ctx.reloadConnection();
+      if (!section.isConnected) return; // the person moved on
+      if (!current) {
+        clear(out, notice("info", h("p", {}, "The connection was removed meanwhile.")));
+        return;
+      }
+      // Another refresh on the record: ours ended (and a later one, scheduled, has started).
+      refresh = current.refresh && current.refresh.refresh_id !== ours
+        ? { ...refresh, state: "done" }
+        : current.refresh || refresh;
     }
     clear(beforeTable);
-    clear(out,
-      h("div", { class: "notice notice-success", role: "status", testid: "refresh-done" },
-        h("p", {}, `Integration data refreshed from ${ledger} at ${formatDateTime(latest(ctx.connection))}.`)),
-      countsTable(ctx.connection));
+    const current = ctx.connection;
+    if (refresh.state === "failed") {
+      const refused = current.status === "needs_reconnect";
+      out.append(h("div", { class: "notice notice-error", role: "alert", testid: "refresh-failed" },
+        h("p", {}, refused
+          ? `${ledger} refused the refresh: ${ledger} no longer lets ledgerlink in (${current.status_reason}). Your lists are kept as they were. `
+          : `${ledger} refused part of the refresh (${refresh.last_error}). The lists it finished are updated; the next refresh tries the rest again.`,
+        refused ? h("a", { href: "#/connections/reconnect", testid: "refresh-reconnect" }, `Reconnect ${ledger}`) : null)));
+    } else {
+      out.append(h("div", { class: "notice notice-success", role: "status", testid: "refresh-done" },
+        h("p", {}, `Integration data refreshed from ${ledger} at ${formatDateTime(refresh.finished_at || latest(current))}.`)));
+    }
+    out.append(countsTable(current));
   };
   start.addEventListener("click", () => busy(start, run));
   if (ctx.startRefresh) {
     ctx.startRefresh = false;
     busy(start, run);
   }
+}
+
+function refreshStateText(refresh, joined, ledger, done, total) {
+  const lists = `${done} of ${total} lists done`;
+  switch (refresh.state) {
+    case "queued":
+      return joined ? `A refresh was already queued: following it. ${lists}.` : `Refresh queued: it starts in a moment. ${lists}.`;
+    case "running":
+      return `${joined ? "A refresh was already running: following it. " : ""}Fetching what changed in ${ledger}… ${lists}.`;
+    case "waiting":
+      return `Paused: ${refresh.last_error || `${ledger} asked ledgerlink to wait`}. ${lists}; it carries on by itself${refresh.resume_at ? ` at ${formatTime(refresh.resume_at)}` : ""}.`;
+    case "done":
+      return `Refreshed: all ${total} lists done.`;
+    case "failed":
+      return `Stopped: ${lists}.`;
+    default:
+      return `${refresh.state}: ${lists}.`;
+  }
+}
+
+function formatTime(value) {
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? String(value) : date.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 
 function latest(connection) {

@@ -1,9 +1,8 @@
 // Items: their publishing status, the ledger link, the last error with its fix, and the preview
 // of what would be sent with where each value came from.
-import { ApiError } from "../api.js";
 import { DESTINATIONS, ITEM_STATUSES, ITEM_TYPES, SOURCES } from "../labels.js";
 import { clear, formatDateTime, h, notice, table, uid } from "../ui.js";
-import { busy, unavailableNotice } from "./common.js";
+import { busy } from "./common.js";
 
 export async function render(ctx, main, params) {
   if (params[0]) return renderItem(ctx, main, params[0]);
@@ -52,9 +51,7 @@ async function renderIndex(ctx, main) {
         })
         : h("p", {}, "No items with that status."));
     } catch (error) {
-      clear(results, error instanceof ApiError && error.unavailable
-        ? unavailableNotice("The list of items", "Open an item by its id below.")
-        : notice("error", error.message));
+      clear(results, notice("error", error.message));
     }
   };
   filter.addEventListener("submit", (event) => { event.preventDefault(); load(); });
@@ -87,7 +84,7 @@ async function renderItem(ctx, main, itemId) {
     const error = stored.last_error;
     main.append(h("section", { class: "card notice-error-card", "aria-labelledby": "error-heading", testid: "item-error" },
       h("h2", { id: "error-heading" }, "Why it was not published"),
-      h("p", {}, error.message),
+      h("p", {}, sentence(error.message)),
       error.ledger_message ? h("figure", {}, h("figcaption", {}, `${ledger}'s own words:`), h("blockquote", {}, error.ledger_message)) : null,
       error.hint ? h("p", { testid: "item-fix" }, h("strong", {}, "How to fix it: "), error.hint) : null));
   }
@@ -104,17 +101,41 @@ async function renderItem(ctx, main, itemId) {
     clear(out);
     try {
       const result = await ctx.api.post(`/v1/items/${encodeURIComponent(item.id)}/preview`, {});
-      out.append(previewTable(result.plan || result));
+      out.append(previewTable(item, result.plan));
     } catch (error) {
-      out.append(error instanceof ApiError && error.unavailable
-        ? unavailableNotice("The publishing preview", "It will show each value that would be sent and where it came from.")
-        : notice("error", error.message));
+      out.append(notice("error", error.message));
     }
   }));
+  if (["waiting", "rejected", "failed"].includes(stored.status)) main.append(publishSection(ctx, item, stored));
   main.append(h("section", { class: "card", "aria-labelledby": "preview-heading" },
     h("h2", { id: "preview-heading" }, "Preview"),
     h("p", {}, "What ledgerlink would send, value by value, and where each value came from: an edit by hand, a supplier rule, the capture, the connection's settings or the ledger's own defaults."),
     h("div", { class: "actions" }, previewButton), out));
+}
+
+// Waiting, refused or given-up items can be sent (again) once fixed; the publisher does the rest.
+function publishSection(ctx, item, stored) {
+  const out = h("div");
+  const button = h("button", { type: "button", class: "primary", testid: "item-publish" },
+    stored.status === "waiting" ? "Publish" : "Publish again");
+  button.addEventListener("click", () => busy(button, async () => {
+    clear(out);
+    try {
+      const queued = await ctx.api.post(`/v1/items/${encodeURIComponent(item.id)}/publish`, {});
+      button.hidden = true;
+      out.append(h("div", { class: "notice notice-success", role: "status", testid: "item-queued" },
+        h("p", {}, `${ITEM_STATUSES[queued.status] || queued.status}: ledgerlink publishes it in a moment. `,
+          h("a", { href: `#/items/${encodeURIComponent(item.id)}`, onclick: (event) => { event.preventDefault(); ctx.rerender(); } }, "Show its status now"))));
+    } catch (error) {
+      out.append(notice("error", error.message));
+    }
+  }));
+  return h("section", { class: "card", "aria-labelledby": "publish-heading" },
+    h("h2", { id: "publish-heading" }, "Publish"),
+    h("p", {}, stored.status === "waiting"
+      ? "This item has not been sent to the ledger. Check the preview below, then publish it."
+      : "Fix what the ledger refused (see above), then publish it again. It is sent once: a retry never creates a second copy."),
+    h("div", { class: "actions" }, button), out);
 }
 
 function resolved(value) {
@@ -123,19 +144,50 @@ function resolved(value) {
   return [text, SOURCES[value.source] || value.source || ""];
 }
 
-function previewTable(plan) {
-  const rows = [["Destination", DESTINATIONS[plan.destination] || plan.destination || "", "Settings or rule"]];
-  if (plan.contact) rows.push(["Contact", ...resolved(plan.contact)]);
+function sentence(text) {
+  const trimmed = String(text || "").trim();
+  return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
+}
+
+function money(value) {
+  return value === null || value === undefined ? "" : Number(value).toFixed(2);
+}
+
+// The plan carries a source for every list reference; the other values' sources follow from the
+// coding order (an edit or the capture, then a supplier rule, then the settings, then the ledger).
+function destinationSource(item) {
+  if (!item.destination) return "Supplier rule, else the connection's settings, else the ledger's default";
+  return (item.edited_fields || []).includes("destination") ? SOURCES.manual_edit : SOURCES.captured;
+}
+
+function previewTable(item, plan) {
+  const captured = SOURCES.captured;
+  const rows = [
+    ["Destination", DESTINATIONS[plan.destination] || plan.destination || "", destinationSource(item)],
+    ["Contact", ...resolved(plan.contact)],
+    ["Date", plan.date, captured],
+    ["Due date", plan.due_date || "none", captured],
+    ["Reference", plan.reference || "none", captured],
+    ["Amounts", `${money(plan.gross)} ${plan.currency} (net ${money(plan.net)}, tax ${money(plan.tax)})`, captured],
+  ];
+  if (plan.paid_on) {
+    rows.push(["Paid", `on ${plan.paid_on}${plan.payment_method ? ` by ${plan.payment_method}` : ""}`, captured]);
+    rows.push(["Bank match", plan.bank_match ? "Yes: the payment is matched to the bank line" : "No", "Connection's settings"]);
+  }
   if (plan.bank_account) rows.push(["Bank account", ...resolved(plan.bank_account)]);
   (plan.lines || []).forEach((line, index) => {
     const prefix = `Line ${index + 1}`;
+    rows.push([`${prefix}`, `${line.description}: ${money(line.amount)} + tax ${money(line.tax_amount)}`, captured]);
     for (const [key, label] of [["category", "category"], ["tax_rate", "tax rate"], ["project", "project"], ["project_2", "project 2"], ["product", "product"]]) {
       if (line[key]) rows.push([`${prefix} ${label}`, ...resolved(line[key])]);
     }
   });
+  rows.push(["Document", plan.document ? plan.document.file_name : "none", captured]);
   const problems = plan.problems || [];
   return h("div", { testid: "item-preview" },
     table({ caption: "What would be sent", columns: ["Field", "Value", "Where it came from"], rows }),
-    problems.length ? h("div", { class: "notice notice-error", role: "alert" }, h("h3", {}, "Problems to fix before publishing"),
-      h("ul", {}, problems.map((problem) => h("li", {}, `${problem.message} `, h("strong", {}, "Fix: "), problem.hint)))) : null);
+    problems.length
+      ? h("div", { class: "notice notice-error", role: "alert" }, h("h3", {}, "Problems to fix before publishing"),
+        h("ul", {}, problems.map((problem) => h("li", { testid: "preview-problem" }, `${sentence(problem.message)} `, h("strong", {}, "How to fix it: "), problem.hint))))
+      : h("p", { class: "notice notice-success", role: "status" }, "Ready to publish: nothing stops it."));
 }

@@ -4,7 +4,7 @@
 import { ApiError } from "../api.js";
 import { LISTS } from "../labels.js";
 import { clear, formatDateTime, h, humanise, notice, table, uid } from "../ui.js";
-import { busy, unavailableNotice } from "./common.js";
+import { busy } from "./common.js";
 
 const LIST_NAMES = { ...LISTS };
 const REASONS = {
@@ -14,6 +14,29 @@ const REASONS = {
   same_rate: "Same rate",
   unmatched: "No match found",
 };
+// The last merge applied from this browser, per business: the API keeps it undoable for seven days,
+// and this is how the page offers that undo after the person has moved on.
+const LAST_MERGE_KEY = "ledgerlink.last_merge";
+
+function plural(count, one, many = `${one}s`) {
+  return `${count ?? 0} ${count === 1 ? one : many}`;
+}
+
+function lastMerge(ctx) {
+  try {
+    const saved = JSON.parse(localStorage.getItem(`${LAST_MERGE_KEY}.${ctx.user.businessId}`) || "null");
+    return saved && new Date(saved.undo_until) > new Date() ? saved : null;
+  } catch {
+    return null;
+  }
+}
+
+function rememberMerge(ctx, applied) {
+  const key = `${LAST_MERGE_KEY}.${ctx.user.businessId}`;
+  if (applied) localStorage.setItem(key, JSON.stringify({ proposal_id: applied.proposal_id, undo_until: applied.undo_until, applied_at: applied.applied_at }));
+  else localStorage.removeItem(key);
+}
+
 const TOTALS = [["same_code", "same code"], ["same_name", "same name"], ["similar_name", "similar name"], ["same_rate", "same rate"], ["unmatched", "unmatched"]];
 
 export async function render(ctx, main) {
@@ -35,6 +58,14 @@ export async function render(ctx, main) {
     return;
   }
   const out = h("div", { testid: "merge-out" });
+  const earlier = lastMerge(ctx);
+  if (earlier && !connection.merge_pending) {
+    const result = h("div");
+    main.append(h("section", { class: "card", "aria-labelledby": "last-merge-heading", testid: "merge-last" },
+      h("h2", { id: "last-merge-heading" }, "The last merge"),
+      h("p", {}, `Applied on ${formatDateTime(earlier.applied_at)}; it can be undone until ${formatDateTime(earlier.undo_until)}.`),
+      result, h("div", { class: "actions" }, undoButton(ctx, result, earlier.proposal_id))));
+  }
   const prepare = h("button", { type: "button", class: "primary", testid: "merge-preview" }, "Prepare the proposal");
   main.append(h("div", { class: "actions" }, prepare), out);
   prepare.addEventListener("click", () => busy(prepare, async () => {
@@ -43,9 +74,7 @@ export async function render(ctx, main) {
       const proposal = await ctx.api.post("/v1/connection/merge-lists/preview", {});
       await renderProposal(ctx, out, proposal);
     } catch (error) {
-      out.append(error instanceof ApiError && error.unavailable
-        ? unavailableNotice("Merge Lists", "Your previous lists are kept, so nothing is lost: merge them once this version of ledgerlink has it.")
-        : notice("error", error.message));
+      out.append(h("div", { class: "notice notice-error", role: "alert", testid: "merge-error" }, h("p", {}, error.message)));
     }
   }));
 }
@@ -85,7 +114,7 @@ async function renderProposal(ctx, out, proposal) {
     return;
   }
   const form = h("form", { class: "stack", testid: "merge-proposal" },
-    h("p", { testid: "merge-summary" }, `${proposal.rules ?? 0} ${proposal.rules === 1 ? "rule" : "rules"} and ${proposal.items ?? 0} waiting ${proposal.items === 1 ? "item" : "items"} refer to the previous lists. Each entry below is matched to the new lists; change a match with its menu, or skip a whole list to leave it as it is.`));
+    h("p", { testid: "merge-summary" }, `${plural(proposal.rules, "rule")} and ${plural(proposal.items, "waiting item")} ${proposal.rules + proposal.items === 1 ? "refers" : "refer"} to the previous lists. Each entry below is matched to the new lists; change a match with its menu, or skip a whole list to leave it as it is.`));
   const selects = [];
   const skips = {};
   for (const list of used) {
@@ -154,22 +183,32 @@ async function renderProposal(ctx, out, proposal) {
   clear(out, form);
 }
 
-function renderApplied(ctx, result, proposal, applied) {
-  const outcomes = Object.entries(applied.lists || {});
+function undoButton(ctx, result, proposalId) {
   const undo = h("button", { type: "button", class: "secondary", testid: "merge-undo" }, "Undo the merge");
   undo.addEventListener("click", () => busy(undo, async () => {
     try {
-      const undone = await ctx.api.post("/v1/connection/merge-lists/undo", { proposal_id: proposal.proposal_id });
+      const undone = await ctx.api.post("/v1/connection/merge-lists/undo", { proposal_id: proposalId });
+      rememberMerge(ctx, null);
       await ctx.reloadConnection();
+      undo.hidden = true;
       clear(result, h("div", { class: "notice notice-success", role: "status", testid: "merge-undone" },
-        h("p", {}, `The merge was undone: ${undone.rules_restored ?? 0} rules and ${undone.items_restored ?? 0} items point at the previous lists again.${undone.kept ? ` ${undone.kept} changed since the merge were left as they are.` : ""}`)));
+        h("p", {}, `The merge was undone: ${plural(undone.rules_restored, "rule")} and ${plural(undone.items_restored, "item")} point at the previous lists again.${undone.kept ? ` ${plural(undone.kept, "entry", "entries")} changed since the merge ${undone.kept === 1 ? "was" : "were"} left as ${undone.kept === 1 ? "it is" : "they are"}.` : ""}`)));
     } catch (error) {
-      result.append(notice("error", error.message));
+      if (error instanceof ApiError && error.status === 409) rememberMerge(ctx, null);
+      clear(result, h("div", { class: "notice notice-error", role: "alert", testid: "merge-error" }, h("p", {}, error.message)));
     }
   }));
+  return undo;
+}
+
+function renderApplied(ctx, result, proposal, applied) {
+  const outcomes = Object.entries(applied.lists || {});
+  rememberMerge(ctx, applied);
+  const undo = undoButton(ctx, result, proposal.proposal_id);
   clear(result,
     h("div", { class: "notice notice-success", role: "status", testid: "merge-applied" },
-      h("p", {}, `The merge was applied: ${applied.rules_rewritten ?? 0} rules and ${applied.items_rewritten ?? 0} waiting items now use the new lists${applied.rules_linked ? `, ${applied.rules_linked} rules were linked to imported contacts` : ""}.`),
+      h("p", {}, `The merge was applied: ${plural(applied.rules_rewritten, "rule")} and ${plural(applied.items_rewritten, "waiting item")} now use the new lists${applied.rules_linked ? `; ${plural(applied.rules_linked, "rule")} now ${applied.rules_linked === 1 ? "names" : "name"} an imported contact` : ""}.`),
+      applied.destinations_cleared ? h("p", {}, `${plural(applied.destinations_cleared, "destination")} the new ledger does not have ${applied.destinations_cleared === 1 ? "was" : "were"} cleared: those rules use the publishing settings' destination now.`) : null,
       applied.undo_until ? h("p", {}, `You can undo it until ${formatDateTime(applied.undo_until)}.`) : null),
     outcomes.length ? table({
       caption: "What the merge did per list", testid: "merge-outcomes",
