@@ -8,9 +8,19 @@ import logging
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
+# Every metric carries the dimension service=ledgerlink in this namespace; the stack's alarms
+# (infra/constructs/monitoring.py) match on both, so they are named once here.
+METRICS_NAMESPACE = "ledgerlink"
+METRICS_SERVICE = "ledgerlink"
+# Metrics the alarms watch: a connection moved to needs_reconnect; a ledger answered 429.
+CONNECTIONS_NEEDING_RECONNECT = "ConnectionsNeedingReconnect"
+LEDGER_RATE_LIMITED = "LedgerRateLimited"
+
 logger = Logger(service="ledgerlink")
-tracer = Tracer(service="ledgerlink")
-metrics = Metrics(namespace="ledgerlink", service="ledgerlink")
+# Only the libraries we call through are patched: patch_all() would also import sqlite3, http.client
+# and X-Ray's database and requests patches on every cold start, for clients we never use.
+tracer = Tracer(service="ledgerlink", patch_modules=("botocore", "httpx"))
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=METRICS_SERVICE)
 
 # These libraries log whole request and response payloads at DEBUG (botocore would print every
 # Secrets Manager value, httpcore every header): never let them, whatever the root level is.

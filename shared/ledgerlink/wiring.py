@@ -7,7 +7,7 @@ that install their own ``Runtime`` get services wired to moto and the simulators
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ledgerlink.runtime import Runtime, current_runtime
 from ledgerlink.services.connection_settings import SettingsService
@@ -20,7 +20,6 @@ from ledgerlink.services.licences import LicenceService
 from ledgerlink.services.lists import ListService
 from ledgerlink.services.merge import MergeService
 from ledgerlink.services.planning import Planner
-from ledgerlink.services.publish_consumer import PublishConsumer
 from ledgerlink.services.publishing import Publisher
 from ledgerlink.services.queues import HeldItems, PublishQueue, RefreshQueue
 from ledgerlink.services.rules import RuleService
@@ -40,6 +39,9 @@ from ledgerlink.storage.merge import AtomicWriter, MergeRepository
 from ledgerlink.storage.oauth_state import OAuthStateRepository
 from ledgerlink.storage.rules import RuleRepository
 from ledgerlink.storage.schema import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+
+if TYPE_CHECKING:  # Powertools' batch utility: only the publish_item handler needs it at all
+    from ledgerlink.services.publish_consumer import PublishConsumer
 
 T = TypeVar("T")
 
@@ -174,6 +176,8 @@ def publish_consumer(runtime: Runtime) -> PublishConsumer:
         IdempotencyConfig,
         idempotent_function,
     )
+
+    from ledgerlink.services.publish_consumer import PublishConsumer
 
     settings = runtime.settings(PublishSettings)
     persistence = DynamoDBPersistenceLayer(

@@ -41,7 +41,7 @@ from ledgerlink.models.connection import Organisation
 from ledgerlink.models.lists import ListRecord, RecordStatus, normalise_name, record_id
 from ledgerlink.models.publishing import PlannedLine, PublishPlan, PublishResult
 from ledgerlink.models.tokens import TokenSet
-from ledgerlink.observability import logger
+from ledgerlink.observability import LEDGER_RATE_LIMITED, count, logger
 from ledgerlink.providers.base import (
     USER_AGENT,
     Attachment,
@@ -584,6 +584,7 @@ class KashFlowAdapter(LedgerAdapter):
                 f"KashFlow's login did not answer: {type(error).__name__}", provider=self.provider
             ) from error
         if response.status_code == 429:
+            count(LEDGER_RATE_LIMITED)
             raise RateLimited(
                 "KashFlow's login is rate limiting",
                 retry_after=_retry_after_seconds(response, self._clock) or 60.0,

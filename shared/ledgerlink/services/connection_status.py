@@ -5,7 +5,7 @@ from __future__ import annotations
 from ledgerlink.clock import Clock
 from ledgerlink.errors import LedgerError
 from ledgerlink.models.connection import Connection, ConnectionStatus
-from ledgerlink.observability import count, logger
+from ledgerlink.observability import CONNECTIONS_NEEDING_RECONNECT, count, logger
 from ledgerlink.services.events import EventPublisher
 from ledgerlink.storage.connections import ConnectionRepository, StaleConnection
 
@@ -63,7 +63,7 @@ class ConnectionStatusKeeper:
             reason=connection.status_reason,
         )
         if connection.status == ConnectionStatus.NEEDS_RECONNECT:
-            count("ConnectionsNeedingReconnect")
+            count(CONNECTIONS_NEEDING_RECONNECT)
         self._events.publish(
             "connection.status_changed",
             {

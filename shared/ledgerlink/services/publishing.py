@@ -128,6 +128,11 @@ class Publisher:
         return self._clock.now() - oldest >= MAX_BATCH_WAIT
 
     def drain(self, business_id: str, *, time_left: Callable[[], float]) -> DrainOutcome:
+        # The round's item.published / item.failed events go out ten to a PutEvents call.
+        with self._events.batched():
+            return self._drain(business_id, time_left=time_left)
+
+    def _drain(self, business_id: str, *, time_left: Callable[[], float]) -> DrainOutcome:
         """Publish the business's queued items until none are left, the ledger asks us to wait,
         or the invocation runs out of time."""
         outcome = DrainOutcome()
