@@ -1,8 +1,12 @@
-"""Keeping lists fresh: scheduled refreshes write only what changed, and tell the capture product."""
+"""Keeping lists fresh: scheduled refreshes write only what changed, apply the ledger's deletions,
+and tell the capture product."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from infra.api_routes import FunctionName
+from sandbox.simulators.sage_ledger import delete_record
 from tests.integration.conftest import Service
 from tests.integration.helpers import records
 
@@ -37,3 +41,46 @@ def test_archived_records_are_kept_with_their_flag(service: Service):
     assert {r["id"] for r in records(api, "contacts", q="avon")} <= {r["id"] for r in everything}
     projects = records(api, "projects", status="all")
     assert {r["dimension"] for r in projects} == {1, 2}
+
+
+def _lists_refreshed(service: Service) -> dict[str, Any]:
+    api = service.client()
+    assert api.post("/v1/connection/refresh").status_code == 202
+    service.drain()
+    refreshed = [e["detail"] for e in service.events() if e["detail-type"] == "lists.refreshed"]
+    assert [r["reason"] for r in refreshed] == ["requested"]
+    lists: dict[str, Any] = refreshed[0]["lists"]
+    return lists
+
+
+def test_a_record_deleted_in_the_ledger_is_deleted_by_the_next_refresh(service: Service):
+    # Xero: a deleted item just vanishes from /Items, so the items list is fetched whole and compared.
+    service.connect_xero()
+    service.events()
+    api = service.client()
+    item = records(api, "items", status="all")[0]
+    organisation = service.xero.org(api.get("/v1/connection").json()["organisation"]["name"])
+    with service.xero.lock:
+        del organisation.items[item["remote_id"]]
+
+    counts = _lists_refreshed(service)
+    assert (counts["items"]["deleted"], counts["items"]["added"], counts["items"]["changed"]) == (1, 0, 0)
+    assert item["id"] not in {r["id"] for r in records(api, "items", status="all")}
+    assert api.get("/v1/connection").json()["lists"]["items"]["record_count"] == counts["items"]["unchanged"]
+
+
+def test_sage_reports_deletions_and_the_incremental_refresh_applies_them(service: Service):
+    service.connect("sage")
+    service.events()
+    api = service.client()
+    contact = records(api, "contacts", status="all")[0]
+    sage = service.simulator("sage")
+    business = sage.businesses[api.get("/v1/connection").json()["organisation"]["id"]]
+    service.let_time_pass(60)
+    with sage.lock:
+        delete_record(business, "contacts", contact["remote_id"], sage.clock.now())
+
+    counts = _lists_refreshed(service)
+    # Fetched from the high-water mark (changes, then deleted_since), not whole.
+    assert counts["contacts"]["deleted"] == 1 and counts["contacts"]["unchanged"] == 0
+    assert contact["id"] not in {r["id"] for r in records(api, "contacts", status="all")}

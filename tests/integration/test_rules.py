@@ -145,3 +145,39 @@ def test_auto_publish_rules_wait_for_the_connections_automatic_publishing(connec
     saved = admin.put("/v1/rules/suppliers/avon", json={"name": SUPPLIER, "auto_publish": True})
     assert saved.json()["queued_items"] == []  # Automatic publishing is off in the settings
     assert admin.get("/v1/items/cap-manual").json()["status"] == "waiting"
+
+
+def test_a_rule_edit_re_resolves_the_suppliers_waiting_items(connected: Service):
+    admin = connected.client()
+    general, insurance = by_code(admin, "categories", "429"), by_code(admin, "categories", "433")
+    captured = cost_item(admin, "cap-recode", supplier=SUPPLIER)
+    captured["supplier"]["key"] = "sup-avon"
+    edited = cost_item(admin, "cap-edited", supplier=SUPPLIER, edited_fields=["category"])
+    edited["supplier"]["key"] = "sup-avon"
+    for item in (captured, edited):
+        assert admin.post("/v1/items", json={"item": item, "publish": False}).json()["status"] == "waiting"
+
+    def coded(item_id: str) -> tuple[str, str]:
+        line = admin.post(f"/v1/items/{item_id}/preview").json()["plan"]["lines"][0]
+        return line["category"]["code"], line["category"]["source"]
+
+    assert coded("cap-recode") == ("429", "captured")
+    assert (
+        admin.put(
+            "/v1/rules/suppliers/sup-avon", json={"name": SUPPLIER, "category": insurance["id"]}
+        ).status_code
+        == 200
+    )
+    assert coded("cap-recode") == ("433", "supplier_rule")
+    # The rule edited again: the item still waiting follows it, with nothing else to do.
+    assert (
+        admin.put(
+            "/v1/rules/suppliers/sup-avon", json={"name": SUPPLIER, "category": general["id"]}
+        ).status_code
+        == 200
+    )
+    assert coded("cap-recode") == ("429", "supplier_rule")
+    assert coded("cap-edited") == ("429", "manual_edit")  # a person's edit wins over any rule
+    assert admin.delete("/v1/rules/suppliers/sup-avon").status_code == 204
+    assert coded("cap-recode") == ("429", "captured")
+    assert admin.get("/v1/items/cap-recode").json()["status"] == "waiting"
