@@ -2,13 +2,17 @@
 
 Run: ``.venv/bin/python -m bench.merge_bench`` (or ``make bench-merge``).
 
-It measures, in one run:
-1. the proposal (``ledgerlink.services.matching.match_entries``) for 20,000 x 20,000 supplier-like
-   entries with realistic names, typos and renamed codes: wall time and peak memory (tracemalloc);
-2. the naive all-pairs comparison (every old name scored against every new name, difflib's cheap
-   bounds first, the way ``difflib.get_close_matches`` does it) on a 2,000 x 2,000 sample, the
-   blocked matcher on the same sample, and the naive time extrapolated to 20,000 x 20,000
-   (quadratic: x100), as a ratio to the measured blocked time;
+It measures, in one run, the proposal exactly as ``POST /v1/connection/merge-lists/preview``
+computes it for suppliers (``ledgerlink.services.merge.propose_list`` for the contacts list, with the
+matching options the service uses for a change within one ledger, every old supplier referred to by
+a rule):
+1. 20,000 old x 20,000 new suppliers with realistic names, typos and renamed codes: wall time, CPU
+   time and peak memory (tracemalloc, in a second run so tracing never slows the timed one);
+2. a 2,000 x 2,000 sample of those same lists (the first 2,000 old suppliers, what became of them,
+   and the same share of newcomers): the proposal, and the naive all-pairs comparison (every old
+   name scored against every new name under the same rules: code, then normalised name, then the
+   best similar name, with difflib's cheap upper bounds first as ``get_close_matches`` does), the
+   naive time extrapolated to the full lists (quadratic) as a ratio to the measured proposal;
 3. match quality (precision, recall) on the labelled synthetic set shipped in
    ``bench/data/merge_labelled.jsonl`` (``--write-labelled`` regenerates it, deterministically).
 
@@ -31,8 +35,11 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import TypeVar
 
-from ledgerlink.models.lists import normalise_name
-from ledgerlink.services.matching import Match, MatchEntry, MatchOptions, match_entries
+from ledgerlink.models.common import ListType
+from ledgerlink.models.lists import ListRecord, normalise_name, record_id
+from ledgerlink.models.merge import ListProposal
+from ledgerlink.services.matching import MatchEntry, MatchOptions, comparable_name, name_similarity
+from ledgerlink.services.merge import References, match_options, propose_list
 
 T = TypeVar("T")
 DATA_DIR = Path(__file__).parent / "data"
@@ -181,28 +188,46 @@ def generate(size: int, seed: int) -> Labelled:
     return Labelled(old=old, new=new, truth=truth)
 
 
+def sample_of(full: Labelled, size: int) -> Labelled:
+    """A sample of the same lists: the first ``size`` old suppliers, what became of them, and the
+    newcomers in the same proportion (``generate`` adds 8 %)."""
+    old = full.old[:size]
+    truth = {entry.id: full.truth[entry.id] for entry in old}
+    kept = {new_id for new_id in truth.values() if new_id is not None}
+    newcomers = {f"new-x{number:06d}" for number in range(int(size * 0.08))}
+    new = [entry for entry in full.new if entry.id in kept or entry.id in newcomers]
+    return Labelled(old=old, new=new, truth=truth)
+
+
 # --- the naive baseline ---------------------------------------------------------------------------------
 
 
 def naive_match(
-    old: Sequence[MatchEntry], new: Sequence[MatchEntry], threshold: float
+    old: Sequence[MatchEntry], new: Sequence[MatchEntry], options: MatchOptions
 ) -> dict[str, str | None]:
-    """Every old entry against every new one: code, then normalised name, then the best difflib
-    ratio over all new names (with difflib's own cheap upper bounds, as get_close_matches does)."""
-    new_norm = [(entry, normalise_name(entry.name)) for entry in new]
+    """Every old entry against every new one under the proposal's rules: the same code (when the
+    names agree enough), then the same normalised name, then the best similar name over all new
+    names (difflib's cheap upper bounds first, as get_close_matches does)."""
+    new_rows = [(entry, normalise_name(entry.name), comparable_name(entry.name)) for entry in new]
+    threshold = options.threshold
     result: dict[str, str | None] = {}
     matcher = SequenceMatcher(autojunk=False)
     for entry in old:
-        norm = normalise_name(entry.name)
+        norm, core = normalise_name(entry.name), comparable_name(entry.name)
         best: tuple[int, float, str] | None = None
-        matcher.set_seq2(norm)  # difflib caches the analysis of seq2: the old name, fixed per row
-        for candidate, candidate_norm in new_norm:
-            if entry.code and candidate.code == entry.code:
+        matcher.set_seq2(core)  # difflib caches the analysis of seq2: the old name, fixed per row
+        for candidate, candidate_norm, candidate_core in new_rows:
+            if (
+                options.compare_codes
+                and entry.code
+                and candidate.code == entry.code
+                and name_similarity(entry.name, candidate.name) >= options.code_name_floor
+            ):
                 rank, score = 3, 1.0
             elif candidate_norm == norm:
                 rank, score = 2, 1.0
             else:
-                matcher.set_seq1(candidate_norm)
+                matcher.set_seq1(candidate_core)
                 if (
                     matcher.real_quick_ratio() < threshold
                     or matcher.quick_ratio() < threshold
@@ -214,6 +239,55 @@ def naive_match(
                 best = (rank, score, candidate.id)
         result[entry.id] = best[2] if best else None
     return result
+
+
+# --- the proposal as the service computes it ---------------------------------------------------------------
+
+OLD_CONNECTION, NEW_CONNECTION = "conn-old", "conn-new"
+
+
+@dataclass(frozen=True)
+class ProposalInput:
+    """Suppliers as imported contacts (the bench's ids become their remote ids), and the references
+    of a business whose rules name every old supplier."""
+
+    old: dict[str, ListRecord]
+    new: list[ListRecord]
+    references: References
+    remote_of: dict[str, str]  # our record id -> the bench's id
+
+
+def proposal_input(data: Labelled) -> ProposalInput:
+    def contact(connection_id: str, entry: MatchEntry) -> ListRecord:
+        return ListRecord(
+            id=record_id(connection_id, ListType.CONTACTS, entry.id),
+            list_type=ListType.CONTACTS,
+            remote_id=entry.id,
+            code=entry.code,
+            name=entry.name,
+            is_supplier=True,
+        )
+
+    old = [contact(OLD_CONNECTION, entry) for entry in data.old]
+    new = [contact(NEW_CONNECTION, entry) for entry in data.new]
+    return ProposalInput(
+        old={record.id: record for record in old},
+        new=new,
+        references=References(rules={record.id: 1 for record in old}, rules_referring=len(old)),
+        remote_of={record.id: record.remote_id for record in [*old, *new]},
+    )
+
+
+def propose(given: ProposalInput) -> ListProposal:
+    return propose_list(ListType.CONTACTS, given.old, given.new, given.references, same_ledger=True)
+
+
+def as_proposal(given: ProposalInput, proposal: ListProposal) -> tuple[dict[str, str | None], dict[str, str]]:
+    """The proposal in the bench's ids: old -> new (None: unmatched), and old -> reason."""
+    matched = {
+        given.remote_of[e.old_id]: given.remote_of[e.new_id] if e.new_id else None for e in proposal.entries
+    }
+    return matched, {given.remote_of[e.old_id]: e.reason.value for e in proposal.entries}
 
 
 # --- measuring ------------------------------------------------------------------------------------------
@@ -246,10 +320,6 @@ def quality(
         should_match=should,
         by_reason=dict(sorted(counts.items())),
     )
-
-
-def as_proposal(matches: list[Match]) -> tuple[dict[str, str | None], dict[str, str]]:
-    return {m.old_id: m.new_id for m in matches}, {m.old_id: m.reason.value for m in matches}
 
 
 def write_labelled(path: Path = LABELLED) -> None:
@@ -297,44 +367,45 @@ def main(argv: Sequence[str] | None = None) -> None:
         write_labelled()
         print(f"wrote {LABELLED}")
         return
-    options = MatchOptions()
+    options = match_options(ListType.CONTACTS, same_ledger=True)
     print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(
         f"machine: {platform.machine()} (uname -m), {os.cpu_count()} CPUs, "
         f"{platform.python_implementation()} {platform.python_version()}"
     )
+    print(f"load average at start (1/5/15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(
-        f"options: threshold {options.threshold}, {options.candidates_per_entry} candidates per entry, "
+        f"supplier matching options: threshold {options.threshold}, same code counts from name "
+        f"similarity {options.code_name_floor}, {options.candidates_per_entry} candidates per entry, "
         f"posting budget {options.posting_budget}"
     )
 
     full = generate(args.scale, seed=2026)
-    matches, seconds, cpu = _timed(lambda: match_entries(full.old, full.new, options))
+    given = proposal_input(full)
+    proposal, seconds, cpu = _timed(lambda: propose(given))
     tracemalloc.start()  # a second run: tracing slows every allocation, so it never shares the timed one
-    match_entries(full.old, full.new, options)
+    propose(given)
     _current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    proposal, reasons = as_proposal(matches)
-    full_quality = quality(proposal, full.truth, reasons)
-    print(f"\nproposal, blocked matcher: {len(full.old):,} old x {len(full.new):,} new")
+    matched, reasons = as_proposal(given, proposal)
+    full_quality = quality(matched, full.truth, reasons)
+    print(f"\nproposal (propose_list, contacts): {len(full.old):,} old x {len(full.new):,} new")
     print(f"  wall time   {seconds:.2f} s (CPU {cpu:.2f} s)")
-    print(f"  peak memory {peak / 2**20:.1f} MiB (tracemalloc)")
+    print(f"  peak memory {peak / 2**20:.1f} MiB (tracemalloc, the proposal's own allocations)")
     print(f"  precision {full_quality.precision:.4f}  recall {full_quality.recall:.4f}")
     print(f"  by reason {full_quality.by_reason}")
 
-    sample = generate(args.sample, seed=2026)
-    sample_matches, sample_seconds, sample_cpu = _timed(
-        lambda: match_entries(sample.old, sample.new, options)
-    )
-    naive, naive_seconds, naive_cpu = _timed(lambda: naive_match(sample.old, sample.new, options.threshold))
+    sample = sample_of(full, args.sample)
+    sample_given = proposal_input(sample)
+    sample_proposal, sample_seconds, sample_cpu = _timed(lambda: propose(sample_given))
+    naive, naive_seconds, naive_cpu = _timed(lambda: naive_match(sample.old, sample.new, options))
     factor = (len(full.old) * len(full.new)) / (len(sample.old) * len(sample.new))
-    extrapolated = naive_seconds * factor
-    sample_proposal, sample_reasons = as_proposal(sample_matches)
-    sample_quality = quality(sample_proposal, sample.truth, sample_reasons)
+    sample_matched, sample_reasons = as_proposal(sample_given, sample_proposal)
+    sample_quality = quality(sample_matched, sample.truth, sample_reasons)
     naive_quality = quality(naive, sample.truth, {})
-    print(f"\nsample: {len(sample.old):,} old x {len(sample.new):,} new")
+    print(f"\nsample of the same lists: {len(sample.old):,} old x {len(sample.new):,} new")
     print(
-        f"  blocked  {sample_seconds:7.2f} s (CPU {sample_cpu:.2f} s)  "
+        f"  proposal {sample_seconds:7.2f} s (CPU {sample_cpu:.2f} s)  "
         f"precision {sample_quality.precision:.4f}  recall {sample_quality.recall:.4f}"
     )
     print(
@@ -342,14 +413,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"precision {naive_quality.precision:.4f}  recall {naive_quality.recall:.4f}"
     )
     print(
-        f"  naive extrapolated to {len(full.old):,} x {len(full.new):,} (x{factor:.1f}): {extrapolated:,.0f} s"
+        f"  naive extrapolated to {len(full.old):,} x {len(full.new):,} (x{factor:.1f}): "
+        f"{naive_seconds * factor:,.0f} s wall, {naive_cpu * factor:,.0f} s CPU"
     )
-    print(f"  ratio, naive extrapolated / blocked measured: {extrapolated / seconds:,.0f}x")
+    print(
+        f"  ratio, naive extrapolated / proposal measured at full size: {naive_seconds * factor / seconds:,.0f}x "
+        f"wall, {naive_cpu * factor / cpu:,.0f}x CPU"
+    )
 
     labelled = read_labelled()
-    labelled_matches = match_entries(labelled.old, labelled.new, options)
-    proposal, reasons = as_proposal(labelled_matches)
-    labelled_quality = quality(proposal, labelled.truth, reasons)
+    labelled_given = proposal_input(labelled)
+    labelled_matched, labelled_reasons = as_proposal(labelled_given, propose(labelled_given))
+    labelled_quality = quality(labelled_matched, labelled.truth, labelled_reasons)
     print(f"\nlabelled set bench/data/{LABELLED.name}: {len(labelled.old):,} old x {len(labelled.new):,} new")
     print(
         f"  precision {labelled_quality.precision:.4f} "
@@ -360,6 +435,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"({labelled_quality.correct}/{labelled_quality.should_match} entries with a counterpart found)"
     )
     print(f"  by reason {labelled_quality.by_reason}")
+    print(f"\nload average at end (1/5/15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

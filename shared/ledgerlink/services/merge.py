@@ -230,7 +230,8 @@ def _portable_code(record: ListRecord) -> str | None:
     return record.code if record.code and record.code != record.remote_id else None
 
 
-def _options(list_type: ListType, same_ledger: bool) -> MatchOptions:
+def match_options(list_type: ListType, same_ledger: bool) -> MatchOptions:
+    """How one list is matched (also what bench/merge_bench.py measures)."""
     # A code means the same thing only within one ledger (QuickBooks' are its internal ids).
     if list_type == ListType.TAX_RATES:
         return MatchOptions(
@@ -268,7 +269,7 @@ def propose_list(
         ]
     active = {record.id: record for record in new if record.status == RecordStatus.ACTIVE}
     matches = match_entries(
-        entries, [_entry(list_type, r) for r in active.values()], _options(list_type, same_ledger)
+        entries, [_entry(list_type, r) for r in active.values()], match_options(list_type, same_ledger)
     )
     totals = ListTotals(entries=len(matches))
     proposed = []
