@@ -148,7 +148,7 @@ function renderShell(root) {
         `Business ${user.businessId} · ${user.isAdmin ? "Admin" : "Standard user (read-only)"}`),
       h("button", { type: "button", class: "link-button", onclick: () => ctx.auth.signOut() }, "Sign out")),
     h("nav", { "aria-label": "Business settings", class: "site-nav" },
-      h("ul", {}, NAV.map(([key, label]) => h("li", {}, h("a", { href: `#/${key}`, id: `nav-${key}` }, label))))),
+      h("ul", {}, NAV.map(([key, label]) => h("li", {}, h("a", { href: `#/${key}`, id: `nav-${key}`, testid: `nav-${key}` }, label))))),
     h("section", { class: "status-bar", "aria-label": "Connection status" },
       h("div", { id: "connection-status", testid: "connection-status", role: "status" }, "Loading the connection…")),
     h("main", { id: "main", tabindex: "-1" }));
@@ -249,7 +249,9 @@ async function route() {
   }
   if (ticket !== ctx.rendering) return;
   container.removeAttribute("aria-busy");
-  if (!ctx.keepFocus) focusHeading(container);
+  // Move focus to the new page's heading, unless the person is already working in it (a page
+  // that loads slowly must not pull focus away from a field they tabbed to meanwhile).
+  if (!ctx.keepFocus && !container.contains(document.activeElement)) focusHeading(container);
   ctx.keepFocus = false;
 }
 

@@ -106,7 +106,8 @@ async function renderItem(ctx, main, itemId) {
       out.append(notice("error", error.message));
     }
   }));
-  if (["waiting", "rejected", "failed"].includes(stored.status)) main.append(publishSection(ctx, item, stored));
+  // Standard users see items read-only here (the capture product is where they publish from).
+  if (ctx.user.isAdmin && ["waiting", "rejected", "failed"].includes(stored.status)) main.append(publishSection(ctx, item, stored));
   main.append(h("section", { class: "card", "aria-labelledby": "preview-heading" },
     h("h2", { id: "preview-heading" }, "Preview"),
     h("p", {}, "What ledgerlink would send, value by value, and where each value came from: an edit by hand, a supplier rule, the capture, the connection's settings or the ledger's own defaults."),
