@@ -23,7 +23,7 @@ BOOTSTRAPPED_UV = REPO_ROOT / ".tools" / "bin" / "uv"
 
 STACK_ID = "Ledgerlink"
 EVENT_BUS_NAME = "ledgerlink"
-METRICS_NAMESPACE = "ledgerlink"
+METRICS_NAMESPACE = "ledgerlink"  # ledgerlink.observability.METRICS_NAMESPACE (tests/infra checks they agree)
 
 # Secrets Manager names (see DESIGN §5). The functions' settings carry SECRETS_PREFIX and derive the rest.
 SECRETS_PREFIX = "ledgerlink/"
@@ -54,17 +54,48 @@ DLQ_MAX_RECEIVE_COUNT = 5  # sandbox/aws_resources.py mirrors this for the local
 # batch that is retried by Lambda's poller is not made visible again while it is still being worked on.
 VISIBILITY_TIMEOUT_FACTOR = 6
 DLQ_RETENTION_DAYS = 14  # the SQS maximum: time for a human to look at what failed
+# Each queue consumer's maximum concurrency (the SQS event source's ScalingConfig): the poller never
+# runs more copies than this, whatever the backlog, so a backlog cannot take the Region's concurrency.
 # Refresh workers call the ledgers' list endpoints; five at a time keeps us inside every ledger's
 # per-app rate budget while the schedule fans out across thousands of connections.
 REFRESH_MAX_CONCURRENCY = 5
 # Publishing is already serialised per business by the FIFO message group; this caps how many
-# businesses are worked on at once (Lambda's minimum for an SQS event source is 2).
+# businesses are worked on at once (Lambda's minimum for an SQS event source is 2). The README's
+# "Capacity" section shows where it has to be raised.
 PUBLISH_MAX_CONCURRENCY = 20
+
+
+# Reserved concurrency per function (the ledgerlink:reserveConcurrency setting turns it off): each is
+# guaranteed this share of the Region's pool (1,000 by default, of which Lambda keeps 100 unreserved)
+# and can never take more, so a flood of one kind of work starves neither the others nor the account's
+# other workloads. 150 in all. The API functions are sized from the stage's throttle (50 requests/s,
+# bursts of 100) at well under a second per request; each queue consumer holds its event source's
+# maximum concurrency plus room for its API routes (a consumer reserved below its maximum would have
+# its own poller throttled).
+RESERVED_CONCURRENCY: MappingProxyType[FunctionName, int] = MappingProxyType(
+    {
+        FunctionName.OAUTH_CALLBACK: 40,
+        FunctionName.REFRESH_LISTS: 5 + 25,
+        FunctionName.PUBLISH_ITEM: 20 + 40,
+        FunctionName.MERGE_LISTS: 20,
+    }
+)
 
 
 def visibility_timeout_seconds(consumer: FunctionName) -> int:
     return VISIBILITY_TIMEOUT_FACTOR * FUNCTION_TIMEOUT_SECONDS[consumer]
 
+
+# --- Alarms ----------------------------------------------------------------------------------------
+# Any message in a dead-letter queue alarms (infra/constructs/monitoring.py). The two below watch the
+# functions' own metrics (ledgerlink.observability): one business revoking consent is routine, many in
+# an hour point at the app's credentials or a ledger-side change; 429s are retried after Retry-After,
+# so only a sustained rate means the app's limits (or the call budget's sizing) are being outgrown.
+NEEDS_RECONNECT_ALARM_THRESHOLD = 10  # connections moved to needs_reconnect ...
+NEEDS_RECONNECT_ALARM_PERIOD_MINUTES = 60  # ... within an hour
+RATE_LIMITED_ALARM_THRESHOLD = 100  # 429s from the ledgers ...
+RATE_LIMITED_ALARM_PERIOD_MINUTES = 5  # ... per five minutes ...
+RATE_LIMITED_ALARM_EVALUATION_PERIODS = 3  # ... for fifteen minutes running
 
 # --- Schedule --------------------------------------------------------------------------------------
 REFRESH_SCHEDULE_MINUTES = 5

@@ -14,9 +14,13 @@ TOKEN_STORE_CONTEXT = "ledgerlink:tokenStore"
 ALLOWED_RETURN_ORIGINS_CONTEXT = "ledgerlink:allowedReturnOrigins"
 BUNDLE_LAYER_DEPENDENCIES_CONTEXT = "ledgerlink:bundleLayerDependencies"
 ARCHITECTURE_CONTEXT = "ledgerlink:architecture"
+PYTHON_VERSION_CONTEXT = "ledgerlink:pythonVersion"
+RESERVE_CONCURRENCY_CONTEXT = "ledgerlink:reserveConcurrency"
 
 # Lambda's names for its two instruction sets.
 ArchitectureName = Literal["arm64", "x86_64"]
+# Lambda's Python runtimes the project supports (pyproject's requires-python is >=3.11).
+PythonVersion = Literal["3.11", "3.12", "3.13"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,13 @@ class DeploymentOptions:
     # The functions run on the architecture the layer's wheels are installed for (they must agree).
     # arm64 (Graviton) is cheaper per GB-second for the same work.
     architecture: ArchitectureName = "arm64"
+    # The functions' Lambda runtime, and the interpreter the layer's compiled wheels are chosen for. 3.13
+    # is what the project is deployed on; the others exist so the assets can be built for the Python a
+    # machine has, which is how tests/infra/test_layer_bundle.py imports them without a second Python.
+    python_version: PythonVersion = "3.13"
+    # Reserve infra.constants.RESERVED_CONCURRENCY for each function. Off only for an account whose
+    # concurrency quota is too small to reserve 150 and keep Lambda's 100 unreserved (new accounts).
+    reserve_concurrency: bool = True
 
     @classmethod
     def from_context(cls, node: Node) -> DeploymentOptions:
@@ -41,6 +52,10 @@ class DeploymentOptions:
                 node.try_get_context(BUNDLE_LAYER_DEPENDENCIES_CONTEXT), cls.bundle_layer_dependencies
             ),
             architecture=_one_of(node, ARCHITECTURE_CONTEXT, get_args(ArchitectureName), cls.architecture),
+            python_version=_one_of(node, PYTHON_VERSION_CONTEXT, get_args(PythonVersion), cls.python_version),
+            reserve_concurrency=_as_bool(
+                node.try_get_context(RESERVE_CONCURRENCY_CONTEXT), cls.reserve_concurrency
+            ),
         )
 
 

@@ -48,6 +48,7 @@ class LedgerlinkStack(Stack):
             self,
             "SharedLayer",
             architecture=options.architecture,
+            python_version=options.python_version,
             include_dependencies=options.bundle_layer_dependencies,
         )
         self.functions = Functions(

@@ -28,10 +28,11 @@ from infra.constants import (
     METRICS_NAMESPACE,
     PUBLISH_MAX_CONCURRENCY,
     REFRESH_MAX_CONCURRENCY,
+    RESERVED_CONCURRENCY,
     SECRETS_PREFIX,
     SQS_BATCH_SIZE,
 )
-from infra.constructs.layer import LAYER_RUNTIME, SharedLayer
+from infra.constructs.layer import SharedLayer
 from infra.nag import wildcard_resource_finding
 from infra.options import DeploymentOptions
 from infra.permissions import PERMISSIONS, Grant, Resource
@@ -83,8 +84,8 @@ class SharedResources:
 
 
 class LedgerFunction(Construct):
-    """The one way a ledgerlink function is built: Python 3.13 on the shared layer's architecture (arm64
-    unless deployed otherwise), JSON logs into its own log group, active tracing, the shared layer, and a
+    """The one way a ledgerlink function is built: the shared layer's Python runtime (3.13 unless deployed
+    otherwise) and architecture (arm64 unless deployed otherwise), JSON logs into its own log group, active tracing, the shared layer, and a
     role holding exactly the given grants."""
 
     def __init__(
@@ -97,6 +98,7 @@ class LedgerFunction(Construct):
         environment: Mapping[str, str],
         grants: tuple[Grant, ...],
         resources: SharedResources,
+        reserved_concurrency: int | None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.name = name
@@ -115,7 +117,7 @@ class LedgerFunction(Construct):
             self,
             "Function",
             description=DESCRIPTIONS[name],
-            runtime=LAYER_RUNTIME,
+            runtime=layer.runtime,
             # The layer's compiled wheels only load on the architecture they were installed for.
             architecture=layer.architecture,
             code=lambda_.Code.from_asset(str(FUNCTIONS_DIR / name.value), exclude=list(ASSET_EXCLUDES)),
@@ -123,6 +125,7 @@ class LedgerFunction(Construct):
             layers=[layer.layer_version],
             memory_size=FUNCTION_MEMORY_MB,
             timeout=Duration.seconds(FUNCTION_TIMEOUT_SECONDS[name]),
+            reserved_concurrent_executions=reserved_concurrency,
             role=self.role,
             tracing=lambda_.Tracing.ACTIVE,
             logging_format=lambda_.LoggingFormat.JSON,
@@ -138,8 +141,8 @@ class LedgerFunction(Construct):
         Validations.of(self.function.node.default_child).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-L1",
-                reason="Pinned to python3.13, the version the shared layer and its wheels are built and "
-                "tested for; moving to a newer runtime is a deliberate upgrade of layer and functions "
+                reason="Pinned to the Python the shared layer's wheels are built for (python3.13 unless "
+                "deployed otherwise); moving to a newer runtime is a deliberate upgrade of layer and functions "
                 "together, not a side effect of a CDK release that knows a newer one.",
             )
         )
@@ -226,6 +229,7 @@ class Functions(Construct):
                 environment=_environment(settings[name]),
                 grants=PERMISSIONS[name],
                 resources=resources,
+                reserved_concurrency=RESERVED_CONCURRENCY[name] if options.reserve_concurrency else None,
             )
             for name in FunctionName
         }

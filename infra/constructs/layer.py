@@ -31,17 +31,23 @@ from infra.constants import (
     REPO_ROOT,
     SHARED_PACKAGE_DIR,
 )
-from infra.options import ArchitectureName
+from infra.options import ArchitectureName, PythonVersion
 
-LAYER_RUNTIME = lambda_.Runtime.PYTHON_3_13
-LAYER_PYTHON_VERSION = "3.13"  # the wheels' interpreter (cp313): must match LAYER_RUNTIME
+# The Lambda runtime per Python version: the functions run on it and the wheels are chosen for it.
+LAYER_RUNTIMES: Mapping[PythonVersion, lambda_.Runtime] = MappingProxyType(
+    {
+        "3.11": lambda_.Runtime.PYTHON_3_11,
+        "3.12": lambda_.Runtime.PYTHON_3_12,
+        "3.13": lambda_.Runtime.PYTHON_3_13,
+    }
+)
 
 
 @dataclass(frozen=True)
 class LayerTarget:
     architecture: lambda_.Architecture
     # uv's --python-platform. manylinux2014 (glibc 2.17) is the tag every compiled package we lock
-    # publishes, and the python3.13 runtime (Amazon Linux 2023, glibc 2.34) runs it. Should a locked
+    # publishes, and the python3.11-3.13 runtimes (Amazon Linux 2 and 2023, glibc 2.26/2.34) run it. Should a locked
     # package ever ship only newer wheels, manylinux_2_34 is as far as this may be raised.
     python_platform: str
 
@@ -73,9 +79,12 @@ class SharedPackageBundler:
     """Copies the ``ledgerlink`` package to ``<output>/python/ledgerlink`` and, given a
     ``python_platform``, installs the locked runtime dependencies beside it."""
 
-    def __init__(self, package_dir: Path, *, python_platform: str | None = None) -> None:
+    def __init__(
+        self, package_dir: Path, *, python_platform: str | None = None, python_version: PythonVersion = "3.13"
+    ) -> None:
         self._package_dir = package_dir
         self._python_platform = python_platform
+        self._python_version = python_version
 
     # jsii passes the BundlingOptions as one positional struct; none of its Docker settings apply here.
     def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:
@@ -87,7 +96,9 @@ class SharedPackageBundler:
         )
         write_openapi_document(site_dir / self._package_dir.name)
         if self._python_platform is not None:
-            install_locked_dependencies(site_dir, python_platform=self._python_platform)
+            install_locked_dependencies(
+                site_dir, python_platform=self._python_platform, python_version=self._python_version
+            )
         return True
 
 
@@ -108,7 +119,11 @@ def locked_requirements() -> str:
 
 
 def install_locked_dependencies(
-    site_dir: Path, *, python_platform: str, cache_dir: Path = LAYER_WHEEL_CACHE_DIR
+    site_dir: Path,
+    *,
+    python_platform: str,
+    python_version: PythonVersion,
+    cache_dir: Path = LAYER_WHEEL_CACHE_DIR,
 ) -> None:
     # boto3 and botocore are bundled although the runtime carries a copy: that copy is whatever AWS last
     # shipped, not what uv.lock pins, so handlers would run an SDK no test ran, and the assets could not
@@ -126,7 +141,7 @@ def install_locked_dependencies(
             "--python-platform",
             python_platform,
             "--python-version",
-            LAYER_PYTHON_VERSION,
+            python_version,
             # Wheels only: an sdist built here would be built for this machine, not for Lambda.
             "--only-binary",
             ":all:",
@@ -175,8 +190,9 @@ def _uv(*args: str) -> str:
 
 
 class SharedLayer(Construct):
-    """The layer every function uses, built for one architecture: ``architecture`` is what the
-    functions must run on, since the compiled wheels (pydantic-core, cryptography) are per platform."""
+    """The layer every function uses, built for one architecture and Python: ``architecture`` and
+    ``runtime`` are what the functions must run on, since the compiled wheels (pydantic-core,
+    cryptography) are per platform and per interpreter."""
 
     def __init__(
         self,
@@ -184,13 +200,17 @@ class SharedLayer(Construct):
         construct_id: str,
         *,
         architecture: ArchitectureName,
+        python_version: PythonVersion,
         include_dependencies: bool,
     ) -> None:
         super().__init__(scope, construct_id)
         target = LAYER_TARGETS[architecture]
         self.architecture = target.architecture
+        self.runtime = runtime = LAYER_RUNTIMES[python_version]
         bundler = SharedPackageBundler(
-            SHARED_PACKAGE_DIR, python_platform=target.python_platform if include_dependencies else None
+            SHARED_PACKAGE_DIR,
+            python_platform=target.python_platform if include_dependencies else None,
+            python_version=python_version,
         )
         code = lambda_.Code.from_asset(
             str(SHARED_PACKAGE_DIR.parent),
@@ -200,7 +220,7 @@ class SharedLayer(Construct):
             exclude=list(ASSET_EXCLUDES),
             bundling=BundlingOptions(
                 # Required by the API, never pulled: local bundling always succeeds or raises.
-                image=LAYER_RUNTIME.bundling_image,
+                image=runtime.bundling_image,
                 local=bundler,
             ),
         )
@@ -209,9 +229,9 @@ class SharedLayer(Construct):
             self,
             "Version",
             code=code,
-            compatible_runtimes=[LAYER_RUNTIME],
+            compatible_runtimes=[runtime],
             compatible_architectures=[target.architecture],
-            description=f"ledgerlink shared package {contents}, {LAYER_RUNTIME.name} {architecture}",
+            description=f"ledgerlink shared package {contents}, {runtime.name} {architecture}",
             # Functions already deployed keep pointing at old versions; deleting them would break a rollback.
             removal_policy=RemovalPolicy.RETAIN,
         )

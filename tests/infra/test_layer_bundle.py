@@ -1,8 +1,10 @@
-"""The deployable layer: one synth with the locked wheels bundled, for x86_64 (this machine's
-architecture, so the handlers can be imported from the assets alone), and the arm64 wheels' tags.
+"""The deployable assets: one synth with the locked wheels bundled, for x86_64 and the Python running
+these tests (so every handler can be imported here from the assets alone, in a clean interpreter), and
+the default arm64 / Python 3.13 layer's wheels checked by their tags and their machine code.
 
 The first run downloads the wheels into .cdk-cache/uv; later runs install from there, offline.
-Sizes are printed: ``pytest tests/infra/test_layer_bundle.py -rP`` shows them.
+Sizes are printed (``pytest tests/infra/test_layer_bundle.py -rP``) and go to bench/RESULTS.md,
+"Deployable assets (issue 9)".
 """
 
 from __future__ import annotations
@@ -10,25 +12,36 @@ from __future__ import annotations
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from infra.api_routes import FunctionName
 from infra.jsii_env import configure_jsii_environment
-from infra.options import ARCHITECTURE_CONTEXT, BUNDLE_LAYER_DEPENDENCIES_CONTEXT
+from infra.options import (
+    ARCHITECTURE_CONTEXT,
+    BUNDLE_LAYER_DEPENDENCIES_CONTEXT,
+    PYTHON_VERSION_CONTEXT,
+    DeploymentOptions,
+    PythonVersion,
+)
 from tests.infra.synthesized import SynthesizedApp, synthesize
 
 pytestmark = pytest.mark.infra
 
 MB = 1024 * 1024
-# Lambda's limit for a function's code and all its layers together, unzipped.
+# Lambda's limits: a function's code and all its layers together, unzipped; and a zip uploaded directly
+# (the CDK CLI uploads through S3, where the zip itself may be larger, but staying under it keeps a
+# direct `update-function-code` possible and is a sign the unzipped limit is far away).
 LAMBDA_UNZIPPED_LIMIT = 250 * MB
+LAMBDA_ZIPPED_LIMIT = 50 * MB
+# The Python running these tests: the x86_64 assets are built for it, so it can import them.
+TEST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 # ELF e_machine values (EM_X86_64, EM_AARCH64), by the wheel tags' names for the architectures.
 ELF_MACHINES = {"x86_64": 62, "aarch64": 183}
 # manylinux2014, the platform the bundler asks for (infra.constructs.layer.LayerTarget).
@@ -49,9 +62,17 @@ class Unpacked:
 
 @pytest.fixture(scope="module")
 def x86_64_app(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedApp:
+    if TEST_PYTHON not in get_args(PythonVersion):
+        pytest.skip(
+            f"the stack's Python runtimes are {get_args(PythonVersion)}; these tests run on {TEST_PYTHON}"
+        )
     return synthesize(
         tmp_path_factory.mktemp("cdk.out.x86_64"),
-        {BUNDLE_LAYER_DEPENDENCIES_CONTEXT: True, ARCHITECTURE_CONTEXT: "x86_64"},
+        {
+            BUNDLE_LAYER_DEPENDENCIES_CONTEXT: True,
+            ARCHITECTURE_CONTEXT: "x86_64",
+            PYTHON_VERSION_CONTEXT: TEST_PYTHON,
+        },
         run_nag=False,  # the session's synth checks cdk-nag; bundling changes no resource
     )
 
@@ -69,12 +90,17 @@ def unpacked(x86_64_app: SynthesizedApp, tmp_path_factory: pytest.TempPathFactor
     return Unpacked(opt=root / "opt", tasks=tasks, sizes=sizes)
 
 
-def test_the_architecture_setting_moves_the_layer_and_every_function(x86_64_app: SynthesizedApp) -> None:
+def test_the_architecture_and_python_settings_move_the_layer_and_every_function(
+    x86_64_app: SynthesizedApp,
+) -> None:
     _, layer = x86_64_app.shared_layer()
     assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
+    assert layer["Properties"]["CompatibleRuntimes"] == [f"python{TEST_PYTHON}"]
     assert "locked dependencies" in layer["Properties"]["Description"]
     for name in FunctionName:
-        assert x86_64_app.resources[x86_64_app.function_id(name)]["Properties"]["Architectures"] == ["x86_64"]
+        function = x86_64_app.resources[x86_64_app.function_id(name)]["Properties"]
+        assert function["Architectures"] == ["x86_64"]
+        assert function["Runtime"] == f"python{TEST_PYTHON}"
 
 
 def test_assets_hold_every_handler_and_the_shared_package(unpacked: Unpacked) -> None:
@@ -114,41 +140,47 @@ def test_the_layer_holds_exactly_the_locked_runtime_closure(unpacked: Unpacked) 
     assert {"aws-lambda-powertools", "pydantic", "httpx", "authlib", "boto3"} <= {name for name, _ in locked}
 
 
-def test_the_x86_64_wheels_are_for_x86_64_linux_and_cpython_3_13(unpacked: Unpacked) -> None:
-    _assert_wheels_for(unpacked.opt / "python", "x86_64")
+def test_the_x86_64_wheels_are_for_x86_64_linux_and_the_chosen_python(unpacked: Unpacked) -> None:
+    _assert_wheels_for(unpacked.opt / "python", "x86_64", TEST_PYTHON)
 
 
-def test_every_function_fits_lambdas_size_limit(unpacked: Unpacked) -> None:
+def test_every_function_fits_lambdas_size_limits(unpacked: Unpacked) -> None:
     layer_zipped, layer_unzipped = unpacked.sizes["layer"]
     print(f"x86_64 layer: {layer_zipped / MB:.1f} MB zipped, {layer_unzipped / MB:.1f} MB unzipped")
+    assert layer_zipped < LAMBDA_ZIPPED_LIMIT
     for name in FunctionName:
         zipped, unzipped = unpacked.sizes[name.value]
         total = layer_unzipped + unzipped
-        print(f"{name}: {zipped / 1024:.1f} KB zipped; with the layer {total / MB:.1f} MB unzipped")
+        print(
+            f"{name}: {zipped / 1024:.1f} KB zipped, {unzipped / 1024:.1f} KB unzipped; with the layer {total / MB:.1f} MB unzipped"
+        )
+        assert zipped < LAMBDA_ZIPPED_LIMIT, name
         assert total < LAMBDA_UNZIPPED_LIMIT, name
 
 
 @pytest.fixture(scope="module")
 def handler_imports(unpacked: Unpacked) -> dict[FunctionName, subprocess.CompletedProcess[str]]:
-    """Each handler imported in its own clean CPython 3.13, as a cold Lambda would; all four at once."""
+    """Each handler imported in its own clean interpreter, as a cold Lambda would; all four at once.
+
+    The interpreter is the one running the tests (the assets were built for it), started with
+    ``-s -S -P -B``: no user site, not even its own site-packages, no script directory, no bytecode
+    written (as on Lambda's read-only /opt). ``PYTHONPATH`` (which ``-I`` would ignore) holds only the
+    function's folder and the layer's ``python/``, in Lambda's order, and the environment only what
+    Lambda sets, so Powertools' tracer is on and patches botocore and httpx as it does there.
+    """
     if (sys.platform, platform.machine()) != ("linux", "x86_64"):
         pytest.skip("the x86_64 wheels only load on x86_64 Linux")
-    python = _python_3_13()
-    if python is None:
-        pytest.skip(
-            "no CPython 3.13 to import the cp313 wheels with: set LEDGERLINK_PYTHON313 or put python3.13 on PATH"
-        )
     layer = unpacked.opt / "python"
     running = {
         name: subprocess.Popen(
-            # -I: no PYTHON* variables, no user site; -S: not even the interpreter's own site-packages;
-            # -B: no bytecode written, as on Lambda's read-only /opt. Imports can only come from the assets.
-            [python, "-I", "-S", "-B", "-c", IMPORT_HANDLER, str(unpacked.tasks[name]), str(layer)],
-            # Lambda always sets a region; tracing needs the X-Ray daemon, which only Lambda runs.
+            [sys.executable, "-s", "-S", "-P", "-B", "-c", IMPORT_HANDLER],
             env={
-                "POWERTOOLS_TRACE_DISABLED": "1",
+                "PYTHONPATH": os.pathsep.join([str(unpacked.tasks[name]), str(layer)]),
                 "AWS_REGION": "eu-west-2",
                 "AWS_DEFAULT_REGION": "eu-west-2",
+                "AWS_LAMBDA_FUNCTION_NAME": f"ledgerlink-{name.value}",
+                "LAMBDA_TASK_ROOT": str(unpacked.tasks[name]),
+                "POWERTOOLS_SERVICE_NAME": name.value,
             },
             cwd=unpacked.tasks[name],
             stdout=subprocess.PIPE,
@@ -159,60 +191,88 @@ def handler_imports(unpacked: Unpacked) -> dict[FunctionName, subprocess.Complet
     }
     results = {}
     for name, process in running.items():
-        stdout, stderr = process.communicate(timeout=120)
+        stdout, stderr = process.communicate(timeout=180)
         results[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     return results
 
 
 @pytest.mark.parametrize("name", list(FunctionName))
-def test_every_handler_imports_from_the_assets_alone(
+def test_every_handler_imports_from_the_assets_alone_and_creates_no_client(
     handler_imports: dict[FunctionName, subprocess.CompletedProcess[str]], name: FunctionName
 ) -> None:
     result = handler_imports[name]
     assert result.returncode == 0, result.stderr
-    print(f"{name}: cold import without bytecode {result.stdout.strip()} ms (four imports in parallel)")
+    assert result.stdout.strip() == "imported; no AWS or HTTP client created"
 
 
 IMPORT_HANDLER = """
-import sys, sysconfig, time
-task, layer = sys.argv[1:3]
-sys.path[:0] = [task, layer]  # Lambda's order: the function's code, then /opt/python
-started = time.perf_counter()
+import os, sys, sysconfig
+task, layer = os.environ["PYTHONPATH"].split(os.pathsep)
+assert sys.path[:2] == [task, layer], sys.path[:3]
+
+# Record every AWS session or client and every httpx client created while the handler is imported: a
+# cold start must not pay for them, and a client built at import could not be replaced by tests.
+created = []
+def watch(cls):
+    original = cls.__init__
+    def init(self, *args, **kwargs):
+        created.append(f"{cls.__module__}.{cls.__qualname__}")
+        original(self, *args, **kwargs)
+    cls.__init__ = init
+import boto3, boto3.session, botocore.client, botocore.session, httpx
+for cls in (boto3.session.Session, botocore.session.Session, botocore.client.BaseClient,
+            httpx.Client, httpx.AsyncClient):
+    watch(cls)
+
 import handler
-elapsed_ms = (time.perf_counter() - started) * 1000
+
 assert callable(handler.handler)
-site_packages = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
+assert not created, f"created at import: {created}"
+assert boto3.DEFAULT_SESSION is None
+# Nothing came from outside the assets but the standard library.
+stdlib = {sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")}
 strays = sorted(
     name for name, module in list(sys.modules.items())
-    if (getattr(module, "__file__", None) or "").startswith(tuple(site_packages))
+    if (path := getattr(module, "__file__", None) or "")
+    and not path.startswith((task, layer))
+    and (not path.startswith(tuple(stdlib)) or "site-packages" in path)
 )
-assert not strays, f"imported from the interpreter's site-packages: {strays}"
+assert not strays, f"imported from outside the assets: {strays}"
 assert sys.modules["pydantic_core"].__file__.startswith(layer)
-print(round(elapsed_ms))
+print("imported; no AWS or HTTP client created")
 """
 
 
-def test_the_arm64_layer_gets_aarch64_wheels(tmp_path: Path) -> None:
-    # The bundler alone (the session's synth already checks arm64 is the functions' default): the
-    # wheels come from the same cache, so this costs an install, not a synth.
+def test_the_arm64_layer_gets_aarch64_wheels_for_python_3_13(tmp_path: Path) -> None:
+    # The default deployment (arm64, Python 3.13), through the bundler alone (the session's synth
+    # already checks arm64 and python3.13 are the functions' defaults): the wheels come from the same
+    # cache, so this costs an install, not a synth.
     configure_jsii_environment()
     from infra.constants import SHARED_PACKAGE_DIR
     from infra.constructs.layer import LAYER_TARGETS, SharedPackageBundler
 
-    bundler = SharedPackageBundler(SHARED_PACKAGE_DIR, python_platform=LAYER_TARGETS["arm64"].python_platform)
-    assert bundler.try_bundle(str(tmp_path), None)  # type: ignore[arg-type]
-    _assert_wheels_for(tmp_path / "python", "aarch64")
-    size = sum(path.stat().st_size for path in tmp_path.rglob("*") if path.is_file())
-    print(f"arm64 layer: {size / MB:.1f} MB unzipped")
-    assert size < LAMBDA_UNZIPPED_LIMIT
+    defaults = DeploymentOptions()
+    bundler = SharedPackageBundler(
+        SHARED_PACKAGE_DIR,
+        python_platform=LAYER_TARGETS[defaults.architecture].python_platform,
+        python_version=defaults.python_version,
+    )
+    assert bundler.try_bundle(str(tmp_path / "layer"), None)  # type: ignore[arg-type]
+    _assert_wheels_for(tmp_path / "layer" / "python", "aarch64", defaults.python_version)
+    zipped, unzipped = _zip_round_trip(tmp_path / "layer", tmp_path / "layer.zip", tmp_path / "opt")
+    print(f"arm64 python3.13 layer: {zipped / MB:.1f} MB zipped, {unzipped / MB:.1f} MB unzipped")
+    assert zipped < LAMBDA_ZIPPED_LIMIT
+    assert unzipped < LAMBDA_UNZIPPED_LIMIT
 
 
 # --- helpers ------------------------------------------------------------------------------------------
 
 
-def _assert_wheels_for(site_dir: Path, machine: str) -> None:
-    """Every platform-specific wheel is tagged for CPython 3.13 (or the stable ABI) on manylinux for
-    ``machine`` within manylinux2014's glibc, and every shared library in the layer is built for it."""
+def _assert_wheels_for(site_dir: Path, machine: str, python_version: str) -> None:
+    """Every platform-specific wheel is tagged for that CPython (or the stable ABI) on manylinux for
+    ``machine`` within manylinux2014's glibc, and every shared library in the layer is built for it
+    (extension modules named for that CPython)."""
+    cpython = "cp" + python_version.replace(".", "")
     compiled = {}
     for wheel in site_dir.glob("*.dist-info/WHEEL"):
         tags = [
@@ -226,8 +286,10 @@ def _assert_wheels_for(site_dir: Path, machine: str) -> None:
     for name, tags in compiled.items():
         for tag in tags:
             interpreter, abi, platform = tag.split("-")
-            assert (interpreter, abi) == ("cp313", "cp313") or (
-                abi == "abi3" and re.fullmatch(r"cp3\d+", interpreter) and int(interpreter[3:]) <= 13
+            assert (interpreter, abi) == (cpython, cpython) or (
+                abi == "abi3"
+                and re.fullmatch(r"cp3\d+", interpreter)
+                and int(interpreter[3:]) <= int(cpython[3:])
             ), (name, tag)
             assert platform.startswith("manylinux") and platform.endswith(f"_{machine}"), (name, tag)
         assert min(_glibc(tag.split("-")[2], machine) for tag in tags) <= MAX_GLIBC, (name, tags)
@@ -238,6 +300,8 @@ def _assert_wheels_for(site_dir: Path, machine: str) -> None:
         header = library.read_bytes()[:20]
         assert header[:4] == b"\x7fELF", library
         assert int.from_bytes(header[18:20], "little") == ELF_MACHINES[machine], library
+        if ".cpython-" in library.name:
+            assert f".cpython-{cpython[2:]}-{machine}-linux-gnu.so" in library.name, library
 
 
 def _glibc(platform: str, machine: str) -> tuple[int, int]:
@@ -263,21 +327,3 @@ def _zip_round_trip(asset: Path, archive_path: Path, target: Path) -> tuple[int,
         archive.extractall(target)
         unzipped = sum(info.file_size for info in archive.infolist())
     return archive_path.stat().st_size, unzipped
-
-
-def _python_3_13() -> str | None:
-    """A CPython 3.13 like the runtime's: LEDGERLINK_PYTHON313, python3.13 on PATH, or one of pyenv's."""
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates = [
-        os.environ.get("LEDGERLINK_PYTHON313"),
-        shutil.which("python3.13"),
-        *sorted(str(path) for path in pyenv_root.glob("versions/3.13*/bin/python3.13")),
-    ]
-    check = "import sys; sys.exit(sys.implementation.name != 'cpython' or sys.version_info[:2] != (3, 13))"
-    for candidate in candidates:
-        if (
-            candidate
-            and subprocess.run([candidate, "-c", check], capture_output=True, check=False).returncode == 0
-        ):
-            return candidate
-    return None

@@ -15,6 +15,8 @@ from infra.options import (
     ALLOWED_RETURN_ORIGINS_CONTEXT,
     ARCHITECTURE_CONTEXT,
     BUNDLE_LAYER_DEPENDENCIES_CONTEXT,
+    PYTHON_VERSION_CONTEXT,
+    RESERVE_CONCURRENCY_CONTEXT,
     TOKEN_STORE_CONTEXT,
     DeploymentOptions,
 )
@@ -36,13 +38,14 @@ def test_options_default_to_per_ledger_tokens_and_a_deployable_arm64_layer() -> 
     assert DeploymentOptions().token_store == "per-ledger"
     assert DeploymentOptions().bundle_layer_dependencies is True
     assert DeploymentOptions().architecture == "arm64"
+    assert DeploymentOptions().python_version == "3.13"
+    assert DeploymentOptions().reserve_concurrency is True
 
 
 def test_cdk_json_deploys_what_the_defaults_say() -> None:
     context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
     options = DeploymentOptions.from_context(FakeNode(context))  # type: ignore[arg-type]
-    assert options.bundle_layer_dependencies is True
-    assert options.architecture == "arm64"
+    assert options == DeploymentOptions()
 
 
 def test_options_accept_command_line_strings() -> None:
@@ -52,6 +55,8 @@ def test_options_accept_command_line_strings() -> None:
             ALLOWED_RETURN_ORIGINS_CONTEXT: "https://app.example.com, https://admin.example.com",
             BUNDLE_LAYER_DEPENDENCIES_CONTEXT: "false",
             ARCHITECTURE_CONTEXT: "x86_64",
+            PYTHON_VERSION_CONTEXT: "3.11",
+            RESERVE_CONCURRENCY_CONTEXT: "false",
         }
     )
     options = DeploymentOptions.from_context(node)  # type: ignore[arg-type]
@@ -60,6 +65,8 @@ def test_options_accept_command_line_strings() -> None:
         allowed_return_origins=("https://app.example.com", "https://admin.example.com"),
         bundle_layer_dependencies=False,
         architecture="x86_64",
+        python_version="3.11",
+        reserve_concurrency=False,
     )
 
 
@@ -68,6 +75,8 @@ def test_an_unknown_token_store_or_architecture_fails_the_synth() -> None:
         DeploymentOptions.from_context(FakeNode({TOKEN_STORE_CONTEXT: "vault"}))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="ledgerlink:architecture"):
         DeploymentOptions.from_context(FakeNode({ARCHITECTURE_CONTEXT: "aarch64"}))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ledgerlink:pythonVersion"):
+        DeploymentOptions.from_context(FakeNode({PYTHON_VERSION_CONTEXT: "3.9"}))  # type: ignore[arg-type]
 
 
 def test_every_function_has_permissions_and_the_runtime_grants() -> None:

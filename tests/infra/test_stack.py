@@ -13,6 +13,7 @@ import pytest
 from infra import constants
 from infra.api_routes import GATEWAY_ERRORS, OAUTH_CALLBACK_PATH, ROUTES, FunctionName
 from infra.permissions import actions_for
+from ledgerlink import observability
 from ledgerlink.models.common import ProviderName
 from ledgerlink.settings import (
     ENV_PREFIX,
@@ -215,6 +216,36 @@ def test_queue_event_sources(
 
 def test_refresh_concurrency_is_five() -> None:
     assert constants.REFRESH_MAX_CONCURRENCY == 5
+
+
+def test_the_publish_queue_is_high_throughput_fifo(synthesized: SynthesizedApp) -> None:
+    # Quotas per message group (business) rather than per queue: 300 calls/s per action would
+    # otherwise bound every business together (README, "Capacity").
+    for queue in (synthesized.stack.queues.publish_queue, synthesized.stack.queues.publish_dlq):
+        properties = synthesized.resources[synthesized.logical_id(queue)]["Properties"]
+        assert properties["FifoQueue"] is True
+        assert properties["DeduplicationScope"] == "messageGroup"
+        assert properties["FifoThroughputLimit"] == "perMessageGroupId"
+        assert properties["ContentBasedDeduplication"] is False
+
+
+@pytest.mark.parametrize("name", list(FunctionName))
+def test_every_function_has_its_reserved_concurrency(synthesized: SynthesizedApp, name: FunctionName) -> None:
+    synthesized.template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Description": synthesized.resources[synthesized.function_id(name)]["Properties"]["Description"],
+            "ReservedConcurrentExecutions": constants.RESERVED_CONCURRENCY[name],
+        },
+    )
+
+
+def test_reserved_concurrency_leaves_room_for_the_consumers_and_the_region() -> None:
+    # A consumer reserved below its event source's maximum would have its own poller throttled.
+    assert constants.RESERVED_CONCURRENCY[FunctionName.PUBLISH_ITEM] > constants.PUBLISH_MAX_CONCURRENCY
+    assert constants.RESERVED_CONCURRENCY[FunctionName.REFRESH_LISTS] > constants.REFRESH_MAX_CONCURRENCY
+    # Lambda keeps 100 of the default 1,000 unreserved.
+    assert sum(constants.RESERVED_CONCURRENCY.values()) <= 1000 - 100
 
 
 # --- Functions ---------------------------------------------------------------------------------------
@@ -633,6 +664,8 @@ def test_an_alarm_on_each_dead_letter_queue(synthesized: SynthesizedApp) -> None
     alarmed = set()
     for alarm in synthesized.of_type("AWS::CloudWatch::Alarm").values():
         properties = alarm["Properties"]
+        if properties.get("Namespace") != "AWS/SQS":
+            continue
         assert properties["MetricName"] == "ApproximateNumberOfMessagesVisible"
         assert properties["Threshold"] == 1
         assert properties["AlarmActions"] == [_ref(topic_id)]
@@ -640,6 +673,65 @@ def test_an_alarm_on_each_dead_letter_queue(synthesized: SynthesizedApp) -> None
         alarmed.add(dimension["Value"]["Fn::GetAtt"][0])
     assert alarmed == redrive_targets
     assert len(alarmed) == 2
+
+
+@pytest.mark.parametrize(
+    ("metric_name", "threshold", "period_seconds", "evaluation_periods"),
+    [
+        (
+            observability.CONNECTIONS_NEEDING_RECONNECT,
+            constants.NEEDS_RECONNECT_ALARM_THRESHOLD,
+            constants.NEEDS_RECONNECT_ALARM_PERIOD_MINUTES * 60,
+            1,
+        ),
+        (
+            observability.LEDGER_RATE_LIMITED,
+            constants.RATE_LIMITED_ALARM_THRESHOLD,
+            constants.RATE_LIMITED_ALARM_PERIOD_MINUTES * 60,
+            constants.RATE_LIMITED_ALARM_EVALUATION_PERIODS,
+        ),
+    ],
+)
+def test_alarms_on_needs_reconnect_counts_and_429_rates(
+    synthesized: SynthesizedApp,
+    metric_name: str,
+    threshold: int,
+    period_seconds: int,
+    evaluation_periods: int,
+) -> None:
+    topic_id, _ = _only(synthesized.of_type("AWS::SNS::Topic"))
+    synthesized.template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            # What ledgerlink.observability.count() emits: its namespace, its one dimension.
+            "Namespace": observability.METRICS_NAMESPACE,
+            "MetricName": metric_name,
+            "Dimensions": [{"Name": "service", "Value": observability.METRICS_SERVICE}],
+            "Statistic": "Sum",
+            "Period": period_seconds,
+            "EvaluationPeriods": evaluation_periods,
+            "Threshold": threshold,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": [_ref(topic_id)],
+        },
+    )
+
+
+def test_the_functions_emit_the_metrics_the_alarms_watch() -> None:
+    assert constants.METRICS_NAMESPACE == observability.METRICS_NAMESPACE == observability.metrics.namespace
+    assert observability.metrics.service == observability.METRICS_SERVICE
+    source = {path: path.read_text() for path in constants.SHARED_PACKAGE_DIR.rglob("*.py")}
+    emitters = {
+        name: sorted(path.name for path, text in source.items() if f"count({name})" in text)
+        for name in ("CONNECTIONS_NEEDING_RECONNECT", "LEDGER_RATE_LIMITED")
+    }
+    # The status keeper makes every needs_reconnect move; 429s are met in the adapters' request loop,
+    # at the token endpoint and at KashFlow's login.
+    assert emitters == {
+        "CONNECTIONS_NEEDING_RECONNECT": ["connection_status.py"],
+        "LEDGER_RATE_LIMITED": ["base.py", "kashflow.py"],
+    }
 
 
 # --- cdk-nag -----------------------------------------------------------------------------------------
