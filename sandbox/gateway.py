@@ -155,7 +155,7 @@ class LocalGateway:
         request: Request, route: Route, path_parameters: dict[str, str], claims: dict[str, Any] | None
     ) -> dict[str, Any]:
         body = request.get_data()
-        is_text = not body or _is_text(request.headers)
+        is_text = not body or (_is_text(request.headers) and _is_utf8(body))
         query = {key: request.args.getlist(key) for key in request.args}
         return {
             "resource": route.path,
@@ -193,6 +193,16 @@ class LocalGateway:
         body = result.get("body") or ""
         payload = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
         return Response(payload, status=int(result.get("statusCode", 200)), headers=headers)
+
+
+def _is_utf8(body: bytes) -> bool:
+    """A body that says it is text but is not UTF-8 goes to the handler base64-encoded, as API
+    Gateway passes bytes it cannot carry as a string; the handler refuses it as invalid JSON."""
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _is_text(headers: Any) -> bool:

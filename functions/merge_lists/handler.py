@@ -41,7 +41,7 @@ def put_supplier_rule(key: str, rule: PartyRule) -> RuleSaved:
     return rule_service().put(current_caller(app), RuleKind.SUPPLIER, key, rule)
 
 
-@app.delete("/v1/rules/suppliers/<key>", responses=ERROR_RESPONSES)
+@app.delete("/v1/rules/suppliers/<key>", status_code=204, responses=ERROR_RESPONSES)
 def delete_supplier_rule(key: str) -> Response[None]:
     rule_service().delete(current_caller(app), RuleKind.SUPPLIER, key)
     return Response(status_code=204, body=None)
@@ -65,7 +65,7 @@ def put_customer_rule(key: str, rule: PartyRule) -> RuleSaved:
     return rule_service().put(current_caller(app), RuleKind.CUSTOMER, key, rule)
 
 
-@app.delete("/v1/rules/customers/<key>", responses=ERROR_RESPONSES)
+@app.delete("/v1/rules/customers/<key>", status_code=204, responses=ERROR_RESPONSES)
 def delete_customer_rule(key: str) -> Response[None]:
     rule_service().delete(current_caller(app), RuleKind.CUSTOMER, key)
     return Response(status_code=204, body=None)

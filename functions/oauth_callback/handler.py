@@ -10,7 +10,13 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ledgerlink.api.http import ERROR_RESPONSES, build_resolver, bundled_openapi, current_caller
+from ledgerlink.api.http import (
+    ERROR_RESPONSES,
+    OAUTH_REDIRECT,
+    build_resolver,
+    bundled_openapi,
+    current_caller,
+)
 from ledgerlink.api.schemas import (
     CallbackResult,
     ChooseOrganisationRequest,
@@ -48,7 +54,7 @@ def start_connect(request: ConnectRequest) -> ConnectStarted:
     return connection_service().start_connect(current_caller(app), request)
 
 
-@app.get("/v1/oauth/callback", responses=ERROR_RESPONSES)
+@app.get("/v1/oauth/callback", responses={**ERROR_RESPONSES, 302: OAUTH_REDIRECT})
 def oauth_callback() -> Response[CallbackResult | None]:
     result = connection_service().complete_oauth(app.current_event.query_string_parameters or {})
     if result.redirect_to:  # back to the capture product's page, which asked for it

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -29,12 +29,20 @@ class ProvidersView(BaseModel):
 
 
 class ErrorDetail(BaseModel):
+    """One error: a stable machine ``code``, a ``message`` for people, and the request ``field`` it
+    is about where there is one (dotted path). ``details``: structured extras some errors carry."""
+
+    model_config = ConfigDict(extra="forbid")
+
     code: str
     message: str
     field: str | None = None
+    details: dict[str, Any] | None = None
 
 
 class ErrorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     error: ErrorDetail
 
 
