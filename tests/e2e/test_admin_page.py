@@ -804,6 +804,24 @@ def test_keyboard_alone_connects_manages_and_saves(flow: Flow) -> None:
     flow.assert_accessible()
 
 
+def test_dev_sign_in_page_picks_business_and_role(flow: Flow) -> None:
+    """Locally, the page's own sign-in form picks the business and the role (the same token as
+    `ledgerlink token`); signing out comes back to it."""
+    flow.page.goto(f"{flow.base}/app/")
+    flow.expect(flow.by("sign-in")).to_be_visible()
+    flow.shot("sign-in")
+    flow.page.get_by_label("Business id").fill("page-sign-in")
+    flow.page.get_by_label("Role").select_option("standard")
+    flow.by("sign-in").click()
+    flow.expect(flow.by("signed-in-as")).to_have_text("Business page-sign-in · Standard user (read-only)")
+    flow.expect(flow.status()).to_contain_text("Ask an Admin to connect it")
+    flow.expect(flow.by("connect-xero")).to_have_count(0)
+    flow.shot("signed-in-standard")
+    flow.page.get_by_role("button", name="Sign out").click()
+    flow.expect(flow.by("sign-in")).to_be_visible()
+    flow.assert_accessible()
+
+
 def test_hosted_sign_in_with_authorization_code_and_pkce(flow: Flow, local: dict[str, str]) -> None:
     """The AWS sign-in path (config.json mode "cognito"), against a stand-in for Cognito's hosted
     sign-in: the page sends the person there with a PKCE challenge, exchanges the code with the
