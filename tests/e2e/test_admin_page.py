@@ -471,8 +471,14 @@ def test_refresh_shows_progress_then_freshness_and_counts(flow: Flow, kashflow_b
     # ...then the bar is full and every list shows its freshness and counts, as the API has them.
     flow.expect(flow.by("refresh-state")).to_have_text("Refreshed: all 6 lists done.")
     assert flow.by("refresh-progress").evaluate("p => p.value === p.max")
-    after = api_for(flow.local, kashflow_business).get("/v1/connection").json()["lists"]
+    connection = api_for(flow.local, kashflow_business).get("/v1/connection").json()
+    after = connection["lists"]
     assert all(after[t]["refreshed_at"] > before[t]["refreshed_at"] for t in before), (before, after)
+    # What the page followed: the refresh on GET /v1/connection, and nothing of who asked for it.
+    refresh = connection["refresh"]
+    assert refresh["state"] == "done" and refresh["reason"] == "requested"
+    assert sorted(refresh["lists_done"]) == sorted(before)
+    assert "requested_by" not in refresh and "lease_until" not in refresh
     counts = flow.by("refresh-counts")
     flow.expect(counts.locator("tbody tr")).to_have_count(6)
     categories = counts.locator("tbody tr").filter(has_text="Categories")
