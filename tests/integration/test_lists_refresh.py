@@ -10,7 +10,7 @@ import zlib
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_plus
 
 import httpx
 import pytest
@@ -232,6 +232,22 @@ def test_a_request_while_a_refresh_runs_or_waits_joins_it(service: Service):
     assert waiting["joined"] is True and waiting["refresh"]["state"] == "waiting"
     assert waiting["refresh"]["lists_done"] == ["categories", "contacts", "tax_rates", "items"]
     assert _queue_depth(service) == (0, 1)
+
+    # After Xero's Retry-After the same refresh carries on with the list it stopped in; the lists it
+    # finished are not fetched again.
+    resumed_from = _last_seq(service)
+    service.let_time_pass(120)
+    service.drain()
+    requested = [d for d in _refreshed(service) if d["reason"] == "requested"]
+    assert [d["refresh_id"] for d in requested] == [started["refresh"]["refresh_id"]]
+    assert set(requested[0]["lists"]) == {t.value for t in ListType}
+    fetched = sorted(
+        (e.path, unquote_plus(e.query)) for e in service.xero.request_log.entries() if e.seq > resumed_from
+    )
+    assert fetched == [
+        ("/api.xro/2.0/Accounts", 'where=Type=="BANK"'),  # bank accounts, the list after it
+        ("/api.xro/2.0/TrackingCategories", "includeArchived=true"),
+    ]
 
 
 def test_the_schedule_spreads_connections_across_their_interval():
