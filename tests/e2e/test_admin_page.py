@@ -732,6 +732,25 @@ def test_items_view_status_ledger_link_error_and_preview(flow: Flow, local: dict
     flow.by("item-preview-button").click()
     flow.expect(flow.by("preview-problem")).to_contain_text("How to fix it")
     flow.shot("refused-item")
+    # The fix on the page: an active category, chosen by hand, then Publish again.
+    flow.by("edit-category").select_option(category["id"])
+    flow.by("edit-save").click()
+    flow.expect(flow.page.get_by_role("status").filter(has_text="Coding saved")).to_be_visible()
+    flow.by("item-preview-button").click()
+    fixed = flow.by("item-preview").locator("tr").filter(has_text="Line 1 category")
+    flow.expect(fixed).to_contain_text("429")
+    flow.expect(fixed).to_contain_text("Edited by hand")
+    flow.expect(flow.by("item-preview")).to_contain_text("Ready to publish")
+    flow.shot("fixed-by-hand")
+    flow.by("item-publish").click()
+    flow.expect(flow.by("item-queued")).to_be_visible()
+    deadline = time.monotonic() + 60
+    while api.get("/v1/items/page-2").json()["status"] != "published" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    flow.page.reload()
+    flow.expect(flow.by("item-status")).to_have_text("Published")
+    flow.expect(flow.by("item-error")).to_have_count(0)
+    flow.shot("fixed-and-published")
     flow.assert_accessible()
 
 

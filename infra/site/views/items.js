@@ -107,11 +107,59 @@ async function renderItem(ctx, main, itemId) {
     }
   }));
   // Standard users see items read-only here (the capture product is where they publish from).
-  if (ctx.user.isAdmin && ["waiting", "rejected", "failed"].includes(stored.status)) main.append(publishSection(ctx, item, stored));
+  if (ctx.user.isAdmin && ["waiting", "rejected", "failed"].includes(stored.status)) {
+    main.append(await codingSection(ctx, item), publishSection(ctx, item, stored));
+  }
   main.append(h("section", { class: "card", "aria-labelledby": "preview-heading" },
     h("h2", { id: "preview-heading" }, "Preview"),
     h("p", {}, "What ledgerlink would send, value by value, and where each value came from: an edit by hand, a supplier rule, the capture, the connection's settings or the ledger's own defaults."),
     h("div", { class: "actions" }, previewButton), out));
+}
+
+// The coding of each line, changed by hand: the fix for a refused category or tax rate. A change
+// made here counts as a person's edit and wins over any rule or default.
+async function codingSection(ctx, item) {
+  const [categories, taxRates] = await Promise.all([
+    ctx.api.get("/v1/lists/categories", { status: "active", usable_for: item.type, limit: 500 }),
+    ctx.api.get("/v1/lists/tax_rates", { status: "active", limit: 500 }),
+  ]);
+  const out = h("div");
+  const rows = item.lines.map((line, index) => {
+    const choose = (records, current, label, testid) => {
+      const id = uid(testid);
+      const known = records.some((record) => record.id === current);
+      const select = h("select", { id, testid },
+        h("option", { value: "", selected: !current }, "Not set: a rule or the defaults decide"),
+        current && !known ? h("option", { value: current, selected: true }, "The current choice (archived or no longer imported)") : null,
+        records.map((record) => h("option", { value: record.id, selected: record.id === current }, [record.code, record.name].filter(Boolean).join(" "))));
+      return { select, field: h("div", { class: "field" }, h("label", { for: id }, `Line ${index + 1} ${label}`), select) };
+    };
+    const category = choose(categories.records, line.category, "category", "edit-category");
+    const tax = choose(taxRates.records, line.tax_rate, "tax rate", "edit-tax-rate");
+    return { category, tax, view: h("fieldset", { class: "group" }, h("legend", {}, `Line ${index + 1}: ${line.description}`), category.field, tax.field) };
+  });
+  const save = h("button", { type: "submit", class: "secondary", testid: "edit-save" }, "Save the coding");
+  const form = h("form", { class: "stack" }, rows.map((row) => row.view), out, h("div", { class: "actions" }, save));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    busy(save, async () => {
+      clear(out);
+      const lines = item.lines.map((line, index) => ({
+        ...line, category: rows[index].category.select.value || null, tax_rate: rows[index].tax.select.value || null,
+      }));
+      try {
+        await ctx.api.patch(`/v1/items/${encodeURIComponent(item.id)}`, { lines });
+        ctx.flash = { kind: "success", text: "Coding saved: check the preview, then publish." };
+        ctx.rerender();
+      } catch (error) {
+        out.append(h("div", { class: "notice notice-error", role: "alert", testid: "edit-error" }, h("p", {}, error.message)));
+      }
+    });
+  });
+  return h("section", { class: "card", "aria-labelledby": "coding-heading" },
+    h("h2", { id: "coding-heading" }, "Coding"),
+    h("p", {}, "The category and tax rate of each line. Change them here to fix what the ledger refused; your choice wins over supplier rules and defaults."),
+    form);
 }
 
 // Waiting, refused or given-up items can be sent (again) once fixed; the publisher does the rest.
