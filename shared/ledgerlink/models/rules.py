@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledgerlink.models.common import ItemType
+from ledgerlink.models.common import ItemType, ListType
 from ledgerlink.models.items import ListRecordId
 
 
@@ -27,15 +27,16 @@ class PartyRule(BaseModel):
 
 
 # The fields of a rule that name a list record, with the list each must come from.
-RULE_REFERENCES: tuple[str, ...] = (
-    "contact",
-    "category",
-    "tax_rate",
-    "project",
-    "project_2",
-    "product",
-    "bank_account",
-)
+RULE_REFERENCE_LISTS: dict[str, ListType] = {
+    "contact": ListType.CONTACTS,
+    "category": ListType.CATEGORIES,
+    "tax_rate": ListType.TAX_RATES,
+    "project": ListType.PROJECTS,
+    "project_2": ListType.PROJECTS,
+    "product": ListType.ITEMS,
+    "bank_account": ListType.BANK_ACCOUNTS,
+}
+RULE_REFERENCES: tuple[str, ...] = tuple(RULE_REFERENCE_LISTS)
 
 
 class RuleKind(StrEnum):

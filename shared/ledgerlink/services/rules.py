@@ -8,12 +8,18 @@ import re
 from ledgerlink.api.auth import Caller, require_admin
 from ledgerlink.clock import Clock
 from ledgerlink.errors import InvalidRequest, ResourceNotFound, Unprocessable
-from ledgerlink.models.common import ListType
 from ledgerlink.models.connection import Connection, ConnectionStatus
 from ledgerlink.models.items import ItemStatus, StoredItem
 from ledgerlink.models.lists import ListRecord, RecordStatus, list_type_of, normalise_name
 from ledgerlink.models.publishing import ValueSource
-from ledgerlink.models.rules import PartyRule, RuleKind, RuleSaved, RulesView, StoredRule
+from ledgerlink.models.rules import (
+    RULE_REFERENCE_LISTS,
+    PartyRule,
+    RuleKind,
+    RuleSaved,
+    RulesView,
+    StoredRule,
+)
 from ledgerlink.observability import logger
 from ledgerlink.providers import registry
 from ledgerlink.services.coding import build_publish_plan
@@ -25,16 +31,6 @@ from ledgerlink.storage.lists import ListRepository
 from ledgerlink.storage.rules import RuleRepository, StaleRule, pick_by_name
 
 SAVE_ATTEMPTS = 5
-# Each reference field of a rule, the list its id must come from, and how the API names that list.
-REFERENCES: tuple[tuple[str, ListType], ...] = (
-    ("contact", ListType.CONTACTS),
-    ("category", ListType.CATEGORIES),
-    ("tax_rate", ListType.TAX_RATES),
-    ("project", ListType.PROJECTS),
-    ("project_2", ListType.PROJECTS),
-    ("product", ListType.ITEMS),
-    ("bank_account", ListType.BANK_ACCOUNTS),
-)
 KEY_PATTERN_HINT = "letters, digits, spaces and . _ : @ + - (at most 128, starting with a letter or digit)"
 RULE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._:@+-]{0,127}")
 
@@ -99,7 +95,7 @@ class RuleService:
     def _validate(self, connection: Connection, kind: RuleKind, rule: PartyRule) -> None:
         """Every reference names an active record of the right imported list (422 naming the field)."""
         ledger = registry.capabilities(connection.provider)
-        for field_name, list_type in REFERENCES:
+        for field_name, list_type in RULE_REFERENCE_LISTS.items():
             record_id = getattr(rule, field_name)
             if record_id is None:
                 continue
