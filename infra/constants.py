@@ -56,27 +56,29 @@ VISIBILITY_TIMEOUT_FACTOR = 6
 DLQ_RETENTION_DAYS = 14  # the SQS maximum: time for a human to look at what failed
 # Each queue consumer's maximum concurrency (the SQS event source's ScalingConfig): the poller never
 # runs more copies than this, whatever the backlog, so a backlog cannot take the Region's concurrency.
+# These are the defaults of the ledgerlink:refreshMaxConcurrency and ledgerlink:publishMaxConcurrency
+# settings, sized for up to a few hundred businesses; the README's "Capacity" section shows the
+# arithmetic for more (hourly refreshes x seconds per refresh / 3600).
 # Refresh workers call the ledgers' list endpoints; five at a time keeps us inside every ledger's
 # per-app rate budget while the schedule fans out across thousands of connections.
 REFRESH_MAX_CONCURRENCY = 5
 # Publishing is already serialised per business by the FIFO message group; this caps how many
-# businesses are worked on at once (Lambda's minimum for an SQS event source is 2). The README's
-# "Capacity" section shows where it has to be raised.
+# businesses are worked on at once (Lambda's minimum for an SQS event source is 2).
 PUBLISH_MAX_CONCURRENCY = 20
 
 
-# Reserved concurrency per function (the ledgerlink:reserveConcurrency setting turns it off): each is
-# guaranteed this share of the Region's pool (1,000 by default, of which Lambda keeps 100 unreserved)
+# Reserved concurrency (the ledgerlink:reserveConcurrency setting turns it off): each function is
+# guaranteed its share of the Region's pool (1,000 by default, of which Lambda keeps 100 unreserved)
 # and can never take more, so a flood of one kind of work starves neither the others nor the account's
-# other workloads. 150 in all. The API functions are sized from the stage's throttle (50 requests/s,
-# bursts of 100) at well under a second per request; each queue consumer holds its event source's
-# maximum concurrency plus room for its API routes (a consumer reserved below its maximum would have
-# its own poller throttled).
-RESERVED_CONCURRENCY: MappingProxyType[FunctionName, int] = MappingProxyType(
+# other workloads. A function reserves what its API routes need, sized from the stage's throttle (50
+# requests/s, bursts of 100) at well under a second a request, plus, for a queue consumer, its event
+# source's maximum concurrency (reserved below that, its own poller would be throttled): 150 in all
+# with the default maximums.
+API_RESERVED_CONCURRENCY: MappingProxyType[FunctionName, int] = MappingProxyType(
     {
         FunctionName.OAUTH_CALLBACK: 40,
-        FunctionName.REFRESH_LISTS: 5 + 25,
-        FunctionName.PUBLISH_ITEM: 20 + 40,
+        FunctionName.REFRESH_LISTS: 25,
+        FunctionName.PUBLISH_ITEM: 40,
         FunctionName.MERGE_LISTS: 20,
     }
 )

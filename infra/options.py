@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from infra.api_routes import FunctionName
+from infra.constants import API_RESERVED_CONCURRENCY, PUBLISH_MAX_CONCURRENCY, REFRESH_MAX_CONCURRENCY
 from ledgerlink.settings import TokenStoreChoice
 
 if TYPE_CHECKING:  # plain data: importing constructs would start jsii's Node process
@@ -16,6 +18,8 @@ BUNDLE_LAYER_DEPENDENCIES_CONTEXT = "ledgerlink:bundleLayerDependencies"
 ARCHITECTURE_CONTEXT = "ledgerlink:architecture"
 PYTHON_VERSION_CONTEXT = "ledgerlink:pythonVersion"
 RESERVE_CONCURRENCY_CONTEXT = "ledgerlink:reserveConcurrency"
+REFRESH_MAX_CONCURRENCY_CONTEXT = "ledgerlink:refreshMaxConcurrency"
+PUBLISH_MAX_CONCURRENCY_CONTEXT = "ledgerlink:publishMaxConcurrency"
 
 # Lambda's names for its two instruction sets.
 ArchitectureName = Literal["arm64", "x86_64"]
@@ -39,9 +43,22 @@ class DeploymentOptions:
     # is what the project is deployed on; the others exist so the assets can be built for the Python a
     # machine has, which is how tests/infra/test_layer_bundle.py imports them without a second Python.
     python_version: PythonVersion = "3.13"
-    # Reserve infra.constants.RESERVED_CONCURRENCY for each function. Off only for an account whose
-    # concurrency quota is too small to reserve 150 and keep Lambda's 100 unreserved (new accounts).
+    # Reserve each function's concurrency (infra.constants). Off only for an account whose concurrency
+    # quota is too small to reserve it and keep Lambda's 100 unreserved (new accounts).
     reserve_concurrency: bool = True
+    # The queue consumers' maximum concurrency (README, "Capacity": raise them with the businesses served).
+    refresh_max_concurrency: int = REFRESH_MAX_CONCURRENCY
+    publish_max_concurrency: int = PUBLISH_MAX_CONCURRENCY
+
+    def reserved_concurrency(self, name: FunctionName) -> int | None:
+        """What ``name`` reserves: its API routes' share plus its event source's maximum, or nothing."""
+        if not self.reserve_concurrency:
+            return None
+        consumers = {
+            FunctionName.REFRESH_LISTS: self.refresh_max_concurrency,
+            FunctionName.PUBLISH_ITEM: self.publish_max_concurrency,
+        }
+        return API_RESERVED_CONCURRENCY[name] + consumers.get(name, 0)
 
     @classmethod
     def from_context(cls, node: Node) -> DeploymentOptions:
@@ -55,6 +72,12 @@ class DeploymentOptions:
             python_version=_one_of(node, PYTHON_VERSION_CONTEXT, get_args(PythonVersion), cls.python_version),
             reserve_concurrency=_as_bool(
                 node.try_get_context(RESERVE_CONCURRENCY_CONTEXT), cls.reserve_concurrency
+            ),
+            refresh_max_concurrency=_event_source_concurrency(
+                node, REFRESH_MAX_CONCURRENCY_CONTEXT, cls.refresh_max_concurrency
+            ),
+            publish_max_concurrency=_event_source_concurrency(
+                node, PUBLISH_MAX_CONCURRENCY_CONTEXT, cls.publish_max_concurrency
             ),
         )
 
@@ -73,6 +96,15 @@ def _as_list(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
     return tuple(str(part) for part in value)
+
+
+def _event_source_concurrency(node: Node, key: str, default: int) -> int:
+    value = node.try_get_context(key)
+    number = default if value is None else int(value)
+    # Lambda's bounds for an SQS event source's maximum concurrency.
+    if not 2 <= number <= 1000:
+        raise ValueError(f"{key} must be between 2 and 1000, not {value!r}")
+    return number
 
 
 def _as_bool(value: Any, default: bool) -> bool:

@@ -26,9 +26,6 @@ from infra.constants import (
     FUNCTIONS_DIR,
     HANDLER,
     METRICS_NAMESPACE,
-    PUBLISH_MAX_CONCURRENCY,
-    REFRESH_MAX_CONCURRENCY,
-    RESERVED_CONCURRENCY,
     SECRETS_PREFIX,
     SQS_BATCH_SIZE,
 )
@@ -229,17 +226,23 @@ class Functions(Construct):
                 environment=_environment(settings[name]),
                 grants=PERMISSIONS[name],
                 resources=resources,
-                reserved_concurrency=RESERVED_CONCURRENCY[name] if options.reserve_concurrency else None,
+                reserved_concurrency=options.reserved_concurrency(name),
             )
             for name in FunctionName
         }
         # The role already holds the poller's actions (infra.permissions), so the mappings are declared
         # directly rather than through SqsEventSource, whose grantConsumeMessages would add more.
         self._consume(
-            "RefreshQueueSource", FunctionName.REFRESH_LISTS, resources.refresh_queue, REFRESH_MAX_CONCURRENCY
+            "RefreshQueueSource",
+            FunctionName.REFRESH_LISTS,
+            resources.refresh_queue,
+            options.refresh_max_concurrency,
         )
         self._consume(
-            "PublishQueueSource", FunctionName.PUBLISH_ITEM, resources.publish_queue, PUBLISH_MAX_CONCURRENCY
+            "PublishQueueSource",
+            FunctionName.PUBLISH_ITEM,
+            resources.publish_queue,
+            options.publish_max_concurrency,
         )
 
     def function(self, name: FunctionName) -> lambda_.Function:

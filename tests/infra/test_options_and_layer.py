@@ -15,7 +15,9 @@ from infra.options import (
     ALLOWED_RETURN_ORIGINS_CONTEXT,
     ARCHITECTURE_CONTEXT,
     BUNDLE_LAYER_DEPENDENCIES_CONTEXT,
+    PUBLISH_MAX_CONCURRENCY_CONTEXT,
     PYTHON_VERSION_CONTEXT,
+    REFRESH_MAX_CONCURRENCY_CONTEXT,
     RESERVE_CONCURRENCY_CONTEXT,
     TOKEN_STORE_CONTEXT,
     DeploymentOptions,
@@ -57,6 +59,8 @@ def test_options_accept_command_line_strings() -> None:
             ARCHITECTURE_CONTEXT: "x86_64",
             PYTHON_VERSION_CONTEXT: "3.11",
             RESERVE_CONCURRENCY_CONTEXT: "false",
+            REFRESH_MAX_CONCURRENCY_CONTEXT: "200",
+            PUBLISH_MAX_CONCURRENCY_CONTEXT: "50",
         }
     )
     options = DeploymentOptions.from_context(node)  # type: ignore[arg-type]
@@ -67,7 +71,23 @@ def test_options_accept_command_line_strings() -> None:
         architecture="x86_64",
         python_version="3.11",
         reserve_concurrency=False,
+        refresh_max_concurrency=200,
+        publish_max_concurrency=50,
     )
+    assert options.reserved_concurrency(FunctionName.REFRESH_LISTS) is None
+
+
+def test_a_consumer_reserves_its_event_sources_maximum_on_top_of_its_api_share() -> None:
+    options = DeploymentOptions.from_context(
+        FakeNode({REFRESH_MAX_CONCURRENCY_CONTEXT: 200, PUBLISH_MAX_CONCURRENCY_CONTEXT: 50})  # type: ignore[arg-type]
+    )
+    defaults = DeploymentOptions()
+    for name, raised_by in ((FunctionName.REFRESH_LISTS, 195), (FunctionName.PUBLISH_ITEM, 30)):
+        assert options.reserved_concurrency(name) == (defaults.reserved_concurrency(name) or 0) + raised_by
+    for name in (FunctionName.OAUTH_CALLBACK, FunctionName.MERGE_LISTS):
+        assert options.reserved_concurrency(name) == defaults.reserved_concurrency(name)
+    with pytest.raises(ValueError, match="ledgerlink:refreshMaxConcurrency"):
+        DeploymentOptions.from_context(FakeNode({REFRESH_MAX_CONCURRENCY_CONTEXT: "1"}))  # type: ignore[arg-type]
 
 
 def test_an_unknown_token_store_or_architecture_fails_the_synth() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from infra import constants
 from infra.api_routes import GATEWAY_ERRORS, OAUTH_CALLBACK_PATH, ROUTES, FunctionName
+from infra.options import DeploymentOptions
 from infra.permissions import actions_for
 from ledgerlink import observability
 from ledgerlink.models.common import ProviderName
@@ -229,23 +230,25 @@ def test_the_publish_queue_is_high_throughput_fifo(synthesized: SynthesizedApp) 
         assert properties["ContentBasedDeduplication"] is False
 
 
-@pytest.mark.parametrize("name", list(FunctionName))
-def test_every_function_has_its_reserved_concurrency(synthesized: SynthesizedApp, name: FunctionName) -> None:
-    synthesized.template.has_resource_properties(
-        "AWS::Lambda::Function",
-        {
-            "Description": synthesized.resources[synthesized.function_id(name)]["Properties"]["Description"],
-            "ReservedConcurrentExecutions": constants.RESERVED_CONCURRENCY[name],
-        },
-    )
+@pytest.mark.parametrize(
+    ("name", "reserved"),
+    [
+        (FunctionName.OAUTH_CALLBACK, 40),
+        (FunctionName.REFRESH_LISTS, 25 + constants.REFRESH_MAX_CONCURRENCY),
+        (FunctionName.PUBLISH_ITEM, 40 + constants.PUBLISH_MAX_CONCURRENCY),
+        (FunctionName.MERGE_LISTS, 20),
+    ],
+)
+def test_every_function_has_its_reserved_concurrency(
+    synthesized: SynthesizedApp, name: FunctionName, reserved: int
+) -> None:
+    properties = synthesized.resources[synthesized.function_id(name)]["Properties"]
+    assert properties["ReservedConcurrentExecutions"] == reserved
 
 
-def test_reserved_concurrency_leaves_room_for_the_consumers_and_the_region() -> None:
-    # A consumer reserved below its event source's maximum would have its own poller throttled.
-    assert constants.RESERVED_CONCURRENCY[FunctionName.PUBLISH_ITEM] > constants.PUBLISH_MAX_CONCURRENCY
-    assert constants.RESERVED_CONCURRENCY[FunctionName.REFRESH_LISTS] > constants.REFRESH_MAX_CONCURRENCY
-    # Lambda keeps 100 of the default 1,000 unreserved.
-    assert sum(constants.RESERVED_CONCURRENCY.values()) <= 1000 - 100
+def test_the_default_reservations_leave_lambdas_unreserved_minimum_of_a_default_region() -> None:
+    # 1,000 per Region by default, of which Lambda keeps 100 unreserved.
+    assert sum(DeploymentOptions().reserved_concurrency(name) or 0 for name in FunctionName) <= 900
 
 
 # --- Functions ---------------------------------------------------------------------------------------
