@@ -68,3 +68,9 @@ bench-merge: setup
 # re-import (results: bench/RESULTS.md).
 bench-lists: setup
 	$(VENV)/bin/python -m bench.lists_bench
+
+# Each handler's cold import from the deployable assets beside the libraries it needs (results:
+# bench/RESULTS.md). Builds the layer for this machine, so it needs the wheel cache or the network.
+.PHONY: bench-cold-start
+bench-cold-start: setup
+	$(VENV)/bin/python -m bench.cold_start_bench

@@ -10,19 +10,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ledgerlink.runtime import Runtime, current_runtime
-from ledgerlink.services.connection_settings import SettingsService
 from ledgerlink.services.connection_status import ConnectionStatusKeeper
-from ledgerlink.services.connections import ConnectionService
 from ledgerlink.services.events import EventPublisher
-from ledgerlink.services.items import ItemService
 from ledgerlink.services.ledgers import Ledgers
-from ledgerlink.services.licences import LicenceService
-from ledgerlink.services.lists import ListService
-from ledgerlink.services.merge import MergeService
-from ledgerlink.services.planning import Planner
-from ledgerlink.services.publishing import Publisher
 from ledgerlink.services.queues import HeldItems, PublishQueue, RefreshQueue
-from ledgerlink.services.rules import RuleService
 from ledgerlink.settings import (
     CommonSettings,
     ConnectionSettings,
@@ -35,13 +26,23 @@ from ledgerlink.storage.dynamo import Table
 from ledgerlink.storage.items import ItemRepository
 from ledgerlink.storage.licences import LicenceRepository
 from ledgerlink.storage.lists import ListRepository, RefreshRecordRepository
-from ledgerlink.storage.merge import AtomicWriter, MergeRepository
 from ledgerlink.storage.oauth_state import OAuthStateRepository
 from ledgerlink.storage.rules import RuleRepository
 from ledgerlink.storage.schema import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 
-if TYPE_CHECKING:  # Powertools' batch utility: only the publish_item handler needs it at all
+# Each service (and Powertools' batch utility) is imported by the factory that builds it: a handler's
+# cold start loads only the services it serves, not the other three functions'.
+if TYPE_CHECKING:
+    from ledgerlink.services.connection_settings import SettingsService
+    from ledgerlink.services.connections import ConnectionService
+    from ledgerlink.services.items import ItemService
+    from ledgerlink.services.licences import LicenceService
+    from ledgerlink.services.lists import ListService
+    from ledgerlink.services.merge import MergeService
+    from ledgerlink.services.planning import Planner
     from ledgerlink.services.publish_consumer import PublishConsumer
+    from ledgerlink.services.publishing import Publisher
+    from ledgerlink.services.rules import RuleService
 
 T = TypeVar("T")
 
@@ -76,6 +77,8 @@ def per_container(build: Callable[[Runtime], T]) -> Callable[[], T]:
 
 @per_container
 def licence_service(runtime: Runtime) -> LicenceService:
+    from ledgerlink.services.licences import LicenceService
+
     settings = runtime.settings(ConnectionSettings)
     table = _table(runtime, settings)
     return LicenceService(
@@ -85,6 +88,8 @@ def licence_service(runtime: Runtime) -> LicenceService:
 
 @per_container
 def settings_service(runtime: Runtime) -> SettingsService:
+    from ledgerlink.services.connection_settings import SettingsService
+
     settings = runtime.settings(ConnectionSettings)
     table = _table(runtime, settings)
     return SettingsService(
@@ -94,6 +99,8 @@ def settings_service(runtime: Runtime) -> SettingsService:
 
 @per_container
 def connection_service(runtime: Runtime) -> ConnectionService:
+    from ledgerlink.services.connections import ConnectionService
+
     settings = runtime.settings(ConnectionSettings)
     connections, ledgers, _events, status = _common(runtime, settings)
     table = _table(runtime, settings)
@@ -117,6 +124,8 @@ def connection_service(runtime: Runtime) -> ConnectionService:
 
 @per_container
 def list_service(runtime: Runtime) -> ListService:
+    from ledgerlink.services.lists import ListService
+
     settings = runtime.settings(RefreshSettings)
     connections, ledgers, events, status = _common(runtime, settings)
     table = _table(runtime, settings)
@@ -134,11 +143,15 @@ def list_service(runtime: Runtime) -> ListService:
 
 
 def _planner(runtime: Runtime, table: Table) -> Planner:
+    from ledgerlink.services.planning import Planner
+
     return runtime.memo("planner", lambda: Planner(ListRepository(table), RuleRepository(table)))
 
 
 @per_container
 def item_service(runtime: Runtime) -> ItemService:
+    from ledgerlink.services.items import ItemService
+
     settings = runtime.settings(PublishSettings)
     table = _table(runtime, settings)
     return ItemService(
@@ -152,6 +165,8 @@ def item_service(runtime: Runtime) -> ItemService:
 
 @per_container
 def publisher(runtime: Runtime) -> Publisher:
+    from ledgerlink.services.publishing import Publisher
+
     settings = runtime.settings(PublishSettings)
     connections, ledgers, events, status = _common(runtime, settings)
     table = _table(runtime, settings)
@@ -209,6 +224,9 @@ def publish_consumer(runtime: Runtime) -> PublishConsumer:
 
 @per_container
 def rule_service(runtime: Runtime) -> RuleService:
+    from ledgerlink.services.planning import Planner
+    from ledgerlink.services.rules import RuleService
+
     settings = runtime.settings(MergeSettings)
     table = _table(runtime, settings)
     rules = RuleRepository(table)
@@ -226,6 +244,9 @@ def rule_service(runtime: Runtime) -> RuleService:
 
 @per_container
 def merge_service(runtime: Runtime) -> MergeService:
+    from ledgerlink.services.merge import MergeService
+    from ledgerlink.storage.merge import AtomicWriter, MergeRepository
+
     settings = runtime.settings(MergeSettings)
     table = _table(runtime, settings)
     return MergeService(
