@@ -812,6 +812,15 @@ class FaultInjector:
         with self._lock:
             self._rules.clear()
 
+    def remove(self, rule_id: int) -> FaultRule | None:
+        """Withdraw one rule (an outage that ends) and return it with its counts; None if unknown."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.rule_id == rule_id:
+                    self._rules.remove(rule)
+                    return rule
+        return None
+
     def rules(self) -> list[FaultRule]:
         with self._lock:
             return list(self._rules)
@@ -1347,8 +1356,9 @@ class LedgerSimulator(ABC):
     - ``POST /tokens {"organisations": [ids or names], "scope": "..."}`` — :meth:`mint_tokens`
     - ``POST /auto-consent {"enabled": bool, "deny": bool}`` — :meth:`set_auto_consent`
     - ``GET /faults``, ``POST /faults {kind, path, method, count, probability, skip, retry_after}``
-      (or ``{"faults": [...]}``, or ``{"seed": N}`` to reseed), ``DELETE /faults`` —
-      :meth:`inject_fault`, :meth:`clear_faults`
+      (or ``{"faults": [...]}``, or ``{"seed": N}`` to reseed), ``DELETE /faults`` (all),
+      ``DELETE /faults/<rule_id>`` (one, answering its counts) — :meth:`inject_fault`,
+      :meth:`clear_faults`
     - ``GET /writes?kind=&org=`` — :meth:`writes`
     - ``GET /requests?path=&method=``, ``DELETE /requests`` — :meth:`requests`
     - ``GET /refresh-tokens`` — :meth:`refresh_tokens`
@@ -1746,6 +1756,13 @@ class LedgerSimulator(ABC):
         def clear_faults() -> Response:
             self.clear_faults()
             return Response(status=204)
+
+        @control.delete("/faults/<int:rule_id>")
+        def remove_fault(rule_id: int) -> Response:
+            rule = self.faults.remove(rule_id)
+            if rule is None:
+                return json_response({"error": f"no fault rule {rule_id}"}, 404)
+            return json_response(rule.describe())
 
         @control.get("/writes")
         def writes() -> Response:
