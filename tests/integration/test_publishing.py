@@ -4,12 +4,13 @@ explained on the item."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
 from infra.api_routes import FunctionName
 from tests.integration.conftest import Service
-from tests.integration.helpers import by_code, cost_item
+from tests.integration.helpers import by_code, cost_item, records
 
 SUPPLIER = "Avon Security & Sons"  # a seeded Xero supplier
 
@@ -150,19 +151,50 @@ def test_a_malformed_message_fails_alone_and_the_rest_of_the_batch_is_published(
     )  # the bad one awaits its DLQ
 
 
-def test_a_bill_xero_refuses_is_rejected_with_its_message_and_not_retried(connected: Service):
+def test_a_bill_in_a_locked_period_is_rejected_saying_how_to_fix_it_and_publishes_after_an_edit(
+    connected: Service,
+):
     api = connected.client()
     locked = cost_item(api, "cap-locked", supplier=SUPPLIER, date="2026-01-15")  # before the seeded lock date
     api.post("/v1/items", json={"item": locked, "publish": True})
     connected.drain()
     view = api.get("/v1/items/cap-locked").json()
     assert view["status"] == "rejected"
-    assert view["last_error"]["code"] == "rejected_by_ledger"
-    assert "lock" in view["last_error"]["ledger_message"].lower()
-    assert view["last_error"]["hint"]
+    assert (view["last_error"]["code"], view["last_error"]["field"]) == ("period_locked", "date")
+    assert "lock" in view["last_error"]["ledger_message"].lower()  # Xero's own words, kept
+    assert "after the lock date" in view["last_error"]["hint"]  # and what to do, in plain words
     assert _bills(connected) == []
     failed = [e for e in connected.events() if e["detail-type"] == "item.failed"]
     assert failed and failed[0]["detail"]["item_id"] == "cap-locked"
+    assert failed[0]["detail"]["error"]["code"] == "period_locked"
+
+    assert api.patch("/v1/items/cap-locked", json={"date": "2026-11-02"}).status_code == 200
+    api.post("/v1/items/cap-locked/publish")
+    connected.drain()
+    assert api.get("/v1/items/cap-locked").json()["status"] == "published"
+    assert [b["body"]["InvoiceNumber"] for b in _bills(connected)] == ["INV-cap-locked"]
+
+
+def test_a_currency_the_organisation_cannot_take_is_rejected_and_publishes_once_corrected(
+    connected: Service,
+):
+    api = connected.client()
+    euros = cost_item(api, "cap-eur", supplier=SUPPLIER, currency="EUR")  # the organisation is GBP only
+    api.post("/v1/items", json={"item": euros, "publish": True})
+    connected.drain()
+    view = api.get("/v1/items/cap-eur").json()
+    assert view["status"] == "rejected"
+    assert (view["last_error"]["code"], view["last_error"]["field"]) == ("currency_not_enabled", "currency")
+    assert "EUR" in view["last_error"]["ledger_message"]
+    assert "currency" in view["last_error"]["hint"]
+    assert _bills(connected) == []
+
+    fixed = api.patch("/v1/items/cap-eur", json={"currency": "GBP"})
+    assert fixed.status_code == 200 and fixed.json()["revision"] == 2
+    api.post("/v1/items/cap-eur/publish")
+    connected.drain()
+    assert api.get("/v1/items/cap-eur").json()["status"] == "published"
+    assert [b["body"]["CurrencyCode"] for b in _bills(connected)] == ["GBP"]
 
 
 def test_an_item_that_cannot_be_coded_is_refused_before_any_call(connected: Service):
@@ -278,3 +310,27 @@ def test_an_auto_publish_rule_without_a_category_anywhere_leaves_the_item_waitin
     connected.drain()
     assert api.get("/v1/items/cap-nocat").json()["status"] == "waiting"
     assert _bills(connected) == []
+
+
+def test_a_batch_longer_than_the_call_budget_keeps_what_it_published_and_finishes(connected: Service):
+    """Spend Money is one call per item: 40 of them in one batch outrun a session's call budget
+    (8 calls a ten-second window, 30 s of waiting). What went through stays published and only
+    the rest waits; nothing is counted as a failure or sent twice."""
+    api = connected.client()
+    api.put("/v1/connection/settings", json={"destinations": {"cost": "spend_money"}})
+    bank = records(api, "bank_accounts")[0]
+    for number in range(40):
+        item = cost_item(api, f"cap-spend-{number}", supplier=SUPPLIER)
+        item["paid"] = {"date": "2026-11-02", "bank_account": bank["id"]}
+        api.post("/v1/items", json={"item": item, "publish": True})
+    for _ in range(10):
+        connected.drain()
+        statuses = Counter(v["status"] for v in api.get("/v1/items", params={"limit": 100}).json()["items"])
+        if statuses == Counter({"published": 40}):
+            break
+        connected.let_time_pass(11)  # the budget's next window; the wake-up comes back
+    assert statuses == Counter({"published": 40})
+    spent = [w for w in connected.xero.writes(kind="BankTransaction") if w["action"] == "create"]
+    assert sorted(w["body"]["Reference"] for w in spent) == sorted(f"INV-cap-spend-{n}" for n in range(40))
+    views = [api.get(f"/v1/items/cap-spend-{n}").json() for n in range(40)]
+    assert all(a["outcome"] != "failed" for v in views for a in v["attempts"])

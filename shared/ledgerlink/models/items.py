@@ -197,6 +197,8 @@ class ItemPatch(_Strict):
     date: dt.date | None = None
     due_date: dt.date | None = None
     reference: str | None = Field(default=None, max_length=255)
+    # A currency the ledger refused is corrected here (with the totals and lines if they change).
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     totals: Totals | None = None
     lines: list[Line] | None = Field(default=None, min_length=1, max_length=500)
     paid: Paid | None = None

@@ -413,14 +413,18 @@ class LedgerAdapter(ABC):
     ) -> list[PublishResult | LedgerError]:
         """Publish several plans, one result or refusal per plan, in order. Ledgers with a batch
         write override this; the default makes one call per plan. A transient failure (rate
-        limit, outage) is raised for the whole batch: every plan carries its idempotency key, so
-        the retried batch cannot duplicate what already went through."""
+        limit, outage) before anything went through is raised for the whole batch; one after
+        some plans went through answers the rest with it (``stopped_short``), so what was
+        published is kept and only the rest is retried (a batch that always ran out of call
+        budget half-way would otherwise be retried for ever)."""
         results: list[PublishResult | LedgerError] = []
-        for plan in plans:
+        for index, plan in enumerate(plans):
             try:
                 results.append(self.publish(session, plan))
             except (Rejected, NotFound) as refused:
                 results.append(refused)
+            except LedgerError as stopped:
+                return stopped_short(results, stopped, len(plans) - index)
         return results
 
     def find_bank_line(
@@ -520,3 +524,14 @@ def _retry_after_seconds(response: httpx.Response, clock: Clock) -> float | None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - clock.now()).total_seconds())
+
+
+def stopped_short(
+    results: list[PublishResult | LedgerError], stopped: LedgerError, unanswered: int
+) -> list[PublishResult | LedgerError]:
+    """A batch a transient failure cut short: raised as it is when nothing went through yet (the
+    whole batch is retried), otherwise the plans not sent yet are answered with it, and the
+    publisher keeps what went through and retries only those."""
+    if not any(isinstance(result, PublishResult) for result in results):
+        raise stopped
+    return [*results, *[stopped] * unanswered]

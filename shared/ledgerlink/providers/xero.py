@@ -33,6 +33,7 @@ from ledgerlink.providers.base import (
     LedgerSession,
     ListFetch,
     ListFetchInterrupted,
+    stopped_short,
 )
 from ledgerlink.providers.config import AttachmentRules, Capabilities, ProviderConfig
 
@@ -41,6 +42,11 @@ COST_ACCOUNT_TYPES = frozenset(
     {"EXPENSE", "DIRECTCOSTS", "OVERHEADS", "FIXED", "INVENTORY", "PREPAYMENT", "CURRENT", "NONCURRENT"}
 )
 SALES_ACCOUNT_TYPES = frozenset({"REVENUE", "SALES", "OTHERINCOME"})
+# System accounts Xero keeps for itself (receivables, payables, VAT, retained earnings...): a line
+# coded to one is refused, so coding never offers them.
+NON_POSTABLE_SYSTEM_ACCOUNTS = frozenset(
+    {"DEBTORS", "CREDITORS", "GST", "RETAINEDEARNINGS", "UNPAIDEXPCLM", "HISTORICAL", "TRACKINGTRANSFERS"}
+)
 MS_JSON_DATE = re.compile(r"/Date\((-?\d+)([+-]\d{4})?\)/")
 FORBIDDEN_FILENAME_CHARACTERS = re.compile(r'[<>:"/\\|?*]')
 
@@ -331,12 +337,14 @@ class XeroAdapter(LedgerAdapter):
     def _category(self, session: LedgerSession, row: dict[str, Any]) -> ListRecord:
         account_type = row.get("Type", "")
         usable: list[ItemType] = []
-        if account_type in COST_ACCOUNT_TYPES:
+        postable = row.get("SystemAccount") not in NON_POSTABLE_SYSTEM_ACCOUNTS
+        if postable and account_type in COST_ACCOUNT_TYPES:
             usable.append(ItemType.COST)
-        if account_type in SALES_ACCOUNT_TYPES:
+        if postable and account_type in SALES_ACCOUNT_TYPES:
             usable.append(ItemType.SALES)
-        if row.get("ShowInExpenseClaims") or (
-            account_type in COST_ACCOUNT_TYPES and "ShowInExpenseClaims" not in row
+        if postable and (
+            row.get("ShowInExpenseClaims")
+            or (account_type in COST_ACCOUNT_TYPES and "ShowInExpenseClaims" not in row)
         ):
             usable.append(ItemType.EXPENSE_CLAIM)
         return self._record(
@@ -541,6 +549,11 @@ class XeroAdapter(LedgerAdapter):
                     results[index] = self.publish(session, plan)
             except (Rejected, NotFound) as refused:
                 results[index] = refused
+            except LedgerError as stopped:
+                # One call per Spend Money or claim: keep those that went through (see stopped_short).
+                done = [result for result in results if result is not None]
+                stopped_short(done, stopped, 0)  # raises when nothing went through yet
+                return [stopped if result is None else result for result in results]
         outcomes = self._publish_invoices(session, [entry for _, entry in entries])
         for (index, _), outcome in zip(entries, outcomes, strict=True):
             results[index] = outcome

@@ -45,6 +45,8 @@ WINDOW_SECONDS = 10
 PUBLISH_WAIT_ALLOWANCE = timedelta(seconds=30)
 # Land just inside the next window rather than on its edge.
 WINDOW_EDGE_SECONDS = 0.01
+# ``RateLimited.limit`` of a refusal by the budget itself: no call was made, so nothing was tried.
+CALL_BUDGET_LIMIT = "call_budget"
 
 
 class CallPurpose(StrEnum):
@@ -109,7 +111,7 @@ class CallBudget:
                         f"the connection's {config.name.value} call budget is spent for now",
                         retry_after=wait,
                         provider=config.name.value,
-                        limit="call_budget",
+                        limit=CALL_BUDGET_LIMIT,
                     )
                 count("CallBudgetWaits")
                 self._sleep(wait)

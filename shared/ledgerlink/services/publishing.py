@@ -9,6 +9,7 @@ as many as the ledger's batch write holds (Xero 50) instead of the ten a FIFO de
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -31,6 +32,7 @@ from ledgerlink.models.lists import normalise_name
 from ledgerlink.models.publishing import PublishPlan, PublishResult, Resolved, ValueSource
 from ledgerlink.observability import count, logger
 from ledgerlink.providers.base import Attachment, LedgerAdapter, LedgerSession
+from ledgerlink.services.budget import CALL_BUDGET_LIMIT
 from ledgerlink.services.coding import idempotency_key
 from ledgerlink.services.connection_status import ConnectionStatusKeeper
 from ledgerlink.services.events import EventPublisher
@@ -78,6 +80,8 @@ class _Work:
     version: int
     plan: PublishPlan | None = None
     done: bool = False
+    # Handed to the ledger in this round (its document may exist even if no answer came back).
+    sent: bool = False
 
 
 @dataclass
@@ -173,7 +177,14 @@ class Publisher:
             if isinstance(error, TokenEndpointUnavailable):
                 self._status.refresh_failing(current.connection, error)
             delay = error.retry_after if isinstance(error, RateLimited) else OUTAGE_RETRY_SECONDS
-            self._retry_later(current, error)
+            if isinstance(error, RateLimited) and error.limit == CALL_BUDGET_LIMIT:
+                # Our own call budget stopped the round before a call. Items not handed to the
+                # ledger yet were not tried: they stay queued as they are (a long backlog must not
+                # count as failures). A batch it cut short may have created documents before it
+                # stopped: those items are marked, so the next attempt looks before it sends.
+                self._retry_later(current, error, only_sent=True)
+            else:
+                self._retry_later(current, error)
             raise _Stop(delay) from error
 
     def _publish_new(self, current: _Round) -> int:
@@ -196,15 +207,22 @@ class Publisher:
         batch_size = current.adapter.capabilities.batch_size
         for destination_batch in _batches(ready, batch_size):
             live = [w for w in destination_batch if not w.done]
+            for work in live:
+                work.sent = True
             results = current.adapter.publish_batch(
                 current.session, [w.plan for w in live if w.plan is not None]
             )
+            stopped: LedgerError | None = None
             for work, result in zip(live, results, strict=True):
                 if isinstance(result, PublishResult):
                     self._published(current, work, result)
                     published += 1
-                else:
+                elif isinstance(result, (Rejected, NotFound)):
                     self._settle(work, ItemStatus.REJECTED, "rejected", _ledger_error(result))
+                else:
+                    stopped = result  # the batch was cut short: the rest wait, the published stay
+            if stopped is not None:
+                raise stopped
         return published
 
     def _resolve_new_contacts(self, current: _Round, ready: list[_Work]) -> None:
@@ -259,15 +277,14 @@ class Publisher:
             }
         )
         message = "; ".join(result.warnings) or None
-        # Saved before the document and the payment: those are retried alone, never the bill.
+        # Saved before the document and the payment: those are retried alone, never the bill. The
+        # round sends them once every result of the batch is saved, so a stop while sending one
+        # (the call budget, a 429) cannot lose a bill the batch created.
         self._save(work, stored, "published", message)
         count("ItemsPublished")
         self._status.working(current.connection)
         self._events.publish("item.published", _event_detail(work.stored, current.connection))
-        if needs_follow_up:
-            self._follow_up(current, work)
-        else:
-            work.done = True
+        work.done = not needs_follow_up
 
     # --- document and payment -----------------------------------------------------------------------
 
@@ -355,9 +372,9 @@ class Publisher:
 
     # --- outcomes ----------------------------------------------------------------------------------
 
-    def _retry_later(self, current: _Round, error: LedgerError) -> None:
+    def _retry_later(self, current: _Round, error: LedgerError, *, only_sent: bool = False) -> None:
         for work in current.work.values():
-            if work.done:
+            if work.done or (only_sent and (not work.sent or work.stored.remote_id)):
                 continue
             gave_up = work.stored.transient_failures() + 1 >= MAX_TRANSIENT_FAILURES
             status = ItemStatus.FAILED if gave_up else ItemStatus.RETRYING
@@ -460,8 +477,40 @@ def _event_detail(stored: StoredItem, connection: Connection) -> dict[str, Any]:
     }
 
 
+# Refusals people meet most, recognised in any of the five ledgers' words, each with its own fix.
+# (code, what the ledger's message says, the field to change, the plain-language fix)
+_KNOWN_REFUSALS: tuple[tuple[str, re.Pattern[str], str, str], ...] = (
+    (
+        "period_locked",
+        # Xero's period lock date, QuickBooks' closed books, Sage's year-end lockdown.
+        re.compile(r"lock ?date|lockdown|period (is )?(locked|closed)|books are closed|closed period", re.I),
+        "date",
+        "The ledger's books are closed up to a date on or after this item's date. Change the item's "
+        "date to after the lock date, or ask whoever keeps the books to move the lock date, then "
+        "publish again.",
+    ),
+    (
+        "currency_not_enabled",
+        # Xero "not subscribed to currency", QuickBooks and Sage "multi-currency is off".
+        re.compile(r"currenc", re.I),
+        "currency",
+        "The ledger does not take this item's currency. Turn the currency on in the ledger "
+        "(multi-currency), or correct the item's currency and amounts, then publish again.",
+    ),
+)
+
+
 def _ledger_error(error: LedgerError) -> ItemError:
     field_errors = getattr(error, "field_errors", [])
+    for code, pattern, field_name, hint in _KNOWN_REFUSALS:
+        if pattern.search(error.message):
+            return ItemError(
+                code=code,
+                message=f"The ledger refused it: {error.message}",
+                hint=hint,
+                field=field_name,
+                ledger_message=error.message,
+            )
     return ItemError(
         code="rejected_by_ledger",
         message=f"The ledger refused it: {error.message}",
