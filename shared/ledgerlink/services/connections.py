@@ -28,6 +28,7 @@ from ledgerlink.api.schemas import (
 )
 from ledgerlink.clock import Clock
 from ledgerlink.errors import (
+    AuthRevoked,
     Conflict,
     ConnectionExists,
     InvalidOAuthState,
@@ -180,13 +181,16 @@ class ConnectionService:
 
     @staticmethod
     def _sign_in_directly(adapter: LedgerAdapter, credentials: LoginCredentials) -> TokenSet:
-        return adapter.connect_directly(
-            {
-                "username": credentials.username,
-                "password": credentials.password.get_secret_value(),
-                "memorable_word": credentials.memorable_word.get_secret_value(),
-            }
-        )
+        try:
+            return adapter.connect_directly(
+                {
+                    "username": credentials.username,
+                    "password": credentials.password.get_secret_value(),
+                    "memorable_word": credentials.memorable_word.get_secret_value(),
+                }
+            )
+        except AuthRevoked as error:  # a login the ledger refuses is the caller's to correct, not a 502
+            raise InvalidRequest(error.message, field="credentials") from error
 
     def complete_oauth(self, params: Mapping[str, str]) -> CallbackResult:
         """The ledger sent the user back: check ``state``, exchange the code, act on the purpose."""
