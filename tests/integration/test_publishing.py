@@ -334,3 +334,64 @@ def test_a_batch_longer_than_the_call_budget_keeps_what_it_published_and_finishe
     assert sorted(w["body"]["Reference"] for w in spent) == sorted(f"INV-cap-spend-{n}" for n in range(40))
     views = [api.get(f"/v1/items/cap-spend-{n}").json() for n in range(40)]
     assert all(a["outcome"] != "failed" for v in views for a in v["attempts"])
+
+
+def test_a_failed_attachment_is_retried_alone_and_never_recreates_the_bill(connected: Service):
+    api = connected.client()
+    connected.session.client("s3").put_object(
+        Bucket=connected.resources.documents_bucket, Key="docs/cap-doc.pdf", Body=b"%PDF-1.4 receipt"
+    )
+    # Xero is down for attachments (every retry inside the call fails too); bills still go through.
+    connected.xero.inject_fault("500", "/api.xro/2.0/Invoices/*/Attachments/*", count=20)
+    item = cost_item(api, "cap-doc", supplier=SUPPLIER, document=True)
+    api.post("/v1/items", json={"item": item, "publish": True})
+    connected.drain()
+    view = api.get("/v1/items/cap-doc").json()
+    assert view["status"] == "published" and view["remote_id"]
+    assert view["attachment_id"] is None and view["last_error"]["code"] == "ledger_unavailable"
+
+    connected.xero.clear_faults()
+    connected.let_time_pass(31)  # the wake-up comes back after the outage pause
+    connected.drain()
+    done = api.get("/v1/items/cap-doc").json()
+    assert done["attachment_id"] and done["last_error"] is None
+    assert done["remote_id"] == view["remote_id"]
+    outcomes = [a["outcome"] for a in done["attempts"]]
+    assert (outcomes[0], outcomes[-1]) == ("published", "attached")
+    assert len(_bills(connected)) == 1
+    puts = connected.xero.request_log.entries(path_glob="/api.xro/2.0/invoices", method="PUT")
+    assert len(puts) == 1  # the bill was sent once; only its document was tried again
+    assert len(connected.xero.writes(kind="Attachment")) == 1
+
+
+def test_an_item_that_keeps_failing_is_set_aside_saying_so_and_its_message_dead_lettered(connected: Service):
+    api = connected.client()
+    connected.xero.inject_fault("500", "/api.xro/2.0/Invoices", method="PUT", count=None)
+    api.post("/v1/items", json={"item": cost_item(api, "cap-down", supplier=SUPPLIER), "publish": True})
+    for _ in range(8):
+        connected.drain()
+        if api.get("/v1/items/cap-down").json()["status"] == "failed":
+            break
+        connected.let_time_pass(31)
+    view = api.get("/v1/items/cap-down").json()
+    assert view["status"] == "failed"
+    assert view["last_error"]["code"] == "ledger_unavailable"
+    assert "tried repeatedly" in view["last_error"]["hint"] and "publish it again" in view["last_error"]["hint"]
+    assert [a["outcome"] for a in view["attempts"]].count("retrying") == 5
+    failed = [e for e in connected.events() if e["detail-type"] == "item.failed"]
+    assert [e["detail"]["item_id"] for e in failed] == ["cap-down"]
+    assert _bills(connected) == []
+
+    # SQS gave up on the message too: it is on the dead-letter queue, where operators look.
+    connected.let_time_pass(31)
+    connected.drain()
+    sqs = connected.session.client("sqs")
+    dead = sqs.receive_message(QueueUrl=connected.resources.publish_dlq_url, MaxNumberOfMessages=10)
+    assert [json.loads(m["Body"])["item"]["id"] for m in dead.get("Messages", [])] == ["cap-down"]
+
+    # Once the ledger is back, asking again publishes it.
+    connected.xero.clear_faults()
+    assert api.post("/v1/items/cap-down/publish").status_code == 202
+    connected.drain()
+    assert api.get("/v1/items/cap-down").json()["status"] == "published"
+    assert len(_bills(connected)) == 1
