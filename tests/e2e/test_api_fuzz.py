@@ -10,10 +10,12 @@ operation, with a body matching the schema documented for it; every 4xx in the A
 ``{"error": {"code", "message", "field"?}}``.
 
 Reproducible: a fixed seed, Hypothesis derandomised and without its example database, so CI sends
-the same requests as a laptop; a failure prints a curl command that replays it.
+the same requests as a laptop (bar the ids the API itself hands out, which schemathesis reuses in
+later requests); a failure prints a curl command that replays it.
 
 Nothing is left out: the OAuth callback is fuzzed too (public, and without a valid single-use state
-it can only refuse). One operation is pointed elsewhere, see ``DISPOSABLE``.
+it can only refuse). One operation is pointed elsewhere, see ``DISPOSABLE``. The document's own
+route is not in the document; the ``base_url`` fixture fetches it.
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ CHECKS = [
 # wait behind the same function's queue batch, backing off from a ledger's 429: a slow answer here
 # is that wait, not a failure (in AWS the call gets a container of its own).
 REQUEST_TIMEOUT = 60
+# Health checks judge the generation (slow or much-filtered data for the larger bodies), not the API.
 HYPOTHESIS = settings(derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
 
 
