@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import pytest
 
@@ -395,3 +397,34 @@ def test_an_item_that_keeps_failing_is_set_aside_saying_so_and_its_message_dead_
     connected.drain()
     assert api.get("/v1/items/cap-down").json()["status"] == "published"
     assert len(_bills(connected)) == 1
+
+
+def test_bank_match_pays_the_bill_from_its_bank_line_or_says_why_it_is_unpaid(connected: Service):
+    api = connected.client()
+    assert api.put("/v1/connection/settings", json={"bank_match": True}).status_code == 200
+    organisation = api.get("/v1/connection").json()["organisation"]["id"]
+    bank = records(api, "bank_accounts")[0]
+    matched = cost_item(api, "cap-paid", supplier=SUPPLIER, net=187.35)  # 224.82 with VAT
+    matched["paid"] = {"date": "2026-11-20", "bank_account": bank["id"]}
+    unmatched = cost_item(api, "cap-unmatched", supplier=SUPPLIER, net=55.55)
+    unmatched["paid"] = {"date": "2026-11-20", "bank_account": bank["id"]}
+    # The bank feed's line for the first: within 10 days of its due date (2026-12-02).
+    line = connected.xero.add_bank_line(organisation, bank["remote_id"], date(2026, 11, 25), Decimal("224.82"))
+    for item in (matched, unmatched):
+        api.post("/v1/items", json={"item": item, "publish": True})
+    connected.drain()
+
+    paid = api.get("/v1/items/cap-paid").json()
+    assert paid["status"] == "published" and paid["payment_id"] and paid["last_error"] is None
+    payments = [w for w in connected.xero.writes(kind="Payment") if w["action"] == "create"]
+    assert len(payments) == 1
+    assert payments[0]["body"]["Invoice"]["InvoiceID"].lower() == paid["remote_id"].lower()
+    # Dated like the bank line it pairs with (the write log keeps Xero's MS-JSON date).
+    milliseconds = int(payments[0]["body"]["Date"].removeprefix("/Date(").split("+")[0])
+    assert datetime.fromtimestamp(milliseconds / 1000, UTC).date() == date(2026, 11, 25)
+    assert line and connected.xero.writes(kind="BankTransaction") == []  # never a transaction of ours
+
+    unpaid = api.get("/v1/items/cap-unmatched").json()
+    assert unpaid["status"] == "published" and unpaid["payment_id"] is None
+    assert unpaid["last_error"]["code"] == "no_bank_line"
+    assert "Published unpaid" in unpaid["last_error"]["message"]
