@@ -216,6 +216,7 @@ def publish_consumer(runtime: Runtime) -> PublishConsumer:
         publisher=publisher(),
         queue=PublishQueue(runtime.aws_client("sqs"), settings.publish_queue_url),
         capture_once=capture_once,
+        bind_context=config.register_lambda_context,
     )
 
 
@@ -235,7 +236,7 @@ def rule_service(runtime: Runtime) -> RuleService:
         connections=ConnectionRepository(table),
         lists=ListRepository(table),
         items=ItemRepository(table),
-        # Its own planner: this one finds rules (publish_item's may not yet), and caches lists per container.
+        # Its own planner, caching lists per container for re-resolving waiting items.
         planner=Planner(ListRepository(table), rules),
         queue=PublishQueue(runtime.aws_client("sqs"), settings.publish_queue_url),
         clock=runtime.clock,

@@ -35,6 +35,7 @@ class PublishConsumer:
         publisher: Publisher,
         queue: PublishQueue,
         capture_once: Callable[[Callable[..., Any]], Callable[..., Any]],
+        bind_context: Callable[[LambdaContext], None] | None = None,
     ):
         self._items = items
         self._publisher = publisher
@@ -42,8 +43,12 @@ class PublishConsumer:
         # Report failures per message, even when all fail: SQS redelivers exactly those.
         self._processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
         self._capture = capture_once(self._capture_message)
+        # The idempotency record of a capture in progress expires with the invocation that made it.
+        self._bind_context = bind_context
 
     def handle(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if self._bind_context is not None:
+            self._bind_context(context)
         woken: dict[str, list[SQSRecord]] = {}
 
         def record_handler(record: SQSRecord) -> None:
