@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import threading
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,10 @@ class LocalLambdaContext:
     def get_remaining_time_in_millis(self) -> int:
         return 30_000
 
+
+# Locally no metrics are published (there is no CloudWatch), so Powertools' warning that an
+# invocation had none to flush says nothing.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 _invoking = threading.local()
 
