@@ -43,6 +43,8 @@ from ledgerlink.storage.items import ItemRepository, StaleItem
 from ledgerlink.storage.lists import ListRepository
 
 PUBLISHABLE_CONNECTION = frozenset({ConnectionStatus.CONNECTED, ConnectionStatus.REFRESH_FAILING})
+# Attempts after which the ledger may hold the document although we never saw it created.
+UNSURE_OUTCOMES = frozenset({ItemStatus.RETRYING.value, ItemStatus.HELD.value})
 # After this many transient failures of one revision an item stops retrying by itself.
 MAX_TRANSIENT_FAILURES = 5
 # Items read per round; the ledger's batch size cuts them further.
@@ -193,7 +195,13 @@ class Publisher:
             plan = self._planner.plan(current.connection, work.stored)
             # After a failure we could not read, the document may already be at the ledger,
             # perhaps past its idempotency window: the adapter looks for it before sending again.
-            plan = plan.model_copy(update={"may_exist": work.stored.transient_failures() > 0})
+            # Held counts too: consent can be withdrawn while a batch's answer is lost, and the
+            # held items then go out in another batch, under another key (found by the soak).
+            may_exist = any(
+                a.revision == work.stored.revision and a.outcome in UNSURE_OUTCOMES
+                for a in work.stored.attempts
+            )
+            plan = plan.model_copy(update={"may_exist": may_exist})
             if plan.ready:
                 work.plan = plan
                 continue
