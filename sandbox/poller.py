@@ -37,6 +37,44 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> di
     }
 
 
+# The longest hold of a refresh paced by the call budget: the rest of a budget window
+# (ledgerlink.services.budget.WINDOW_SECONDS) and SQS's rounding up to whole seconds.
+PACE_SECONDS = 11
+
+
+class SimulatedQueueTime:
+    """For in-process runs on a simulated clock (tests, benchmarks), where moto's SQS still hides
+    messages on wall-clock time: watches the visibility timeouts and delays the handlers ask for,
+    so that a run can let a refresh paced by the call budget come back in simulated time (the wait
+    it handed back to the queue) rather than in real seconds. Longer holds (a ledger's
+    Retry-After, a backoff after a 5xx) are left to the run, which lets that time pass itself."""
+
+    def __init__(self, session: Any):
+        self.visibility: dict[str, int] = {}
+        # Register before the clients are made: each client copies the session's handlers.
+        session.events.register("provide-client-params.sqs.ChangeMessageVisibility", self._on_visibility)
+        session.events.register("provide-client-params.sqs.SendMessage", self._on_send)
+
+    def _on_visibility(self, params: dict[str, Any], **_kwargs: Any) -> None:
+        self.visibility[params["ReceiptHandle"]] = int(params["VisibilityTimeout"])
+
+    def _on_send(self, params: dict[str, Any], **_kwargs: Any) -> None:
+        # A paced refresh carried on in a fresh message: delivered now, it finds the window where
+        # it stands and hands the rest of the wait back again (which the run then lets pass).
+        if 0 < int(params.get("DelaySeconds", 0)) <= PACE_SECONDS:
+            params["DelaySeconds"] = 0
+
+    def release_paced(self, poller: QueuePoller, advance: Any) -> bool:
+        """Bring back the poller's messages held for a pace, after ``advance(seconds)`` moves the
+        simulated clock on by the longest of those holds; False when there were none."""
+        paced = [h for h in poller.failed_receipts if 0 < self.visibility.get(h, 0) <= PACE_SECONDS]
+        if not paced:
+            return False
+        advance(max(self.visibility[h] for h in paced))
+        poller.make_visible(paced)
+        return True
+
+
 class QueuePoller:
     def __init__(
         self,
@@ -96,9 +134,15 @@ class QueuePoller:
 
     def make_failed_visible(self) -> int:
         """Let the failed messages come back now instead of after their visibility timeout."""
-        handles, self.failed_receipts = self.failed_receipts, []
+        return self.make_visible(list(self.failed_receipts))
+
+    def make_visible(self, handles: list[str]) -> int:
+        """Let these failed messages come back now instead of after their visibility timeout."""
+        self.failed_receipts = [handle for handle in self.failed_receipts if handle not in handles]
         for handle in handles:
-            self._sqs.change_message_visibility(QueueUrl=self._queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
+            self._sqs.change_message_visibility(
+                QueueUrl=self._queue_url, ReceiptHandle=handle, VisibilityTimeout=0
+            )
         return len(handles)
 
     def _run(self) -> None:

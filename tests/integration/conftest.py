@@ -20,7 +20,7 @@ from sandbox.aws_resources import REGION, LocalResources, create_resources
 from sandbox.devauth import mint_token
 from sandbox.gateway import LocalGateway
 from sandbox.lambda_host import FunctionHost, current_function
-from sandbox.poller import QueuePoller
+from sandbox.poller import QueuePoller, SimulatedQueueTime
 from sandbox.simulators import SIMULATORS
 from sandbox.simulators.harness import LedgerSimulator, SimClock
 from sandbox.simulators.xero import XeroSimulator
@@ -45,6 +45,7 @@ class Service:
     host: FunctionHost = field(default_factory=FunctionHost)
     simulators: dict[str, LedgerSimulator] = field(default_factory=dict)
     _pollers: list[QueuePoller] = field(default_factory=list)
+    queue_time: SimulatedQueueTime | None = None
 
     def simulator(self, provider: str) -> LedgerSimulator:
         """The ledger's simulator, started on first use (a test pays only for the ledgers it uses)."""
@@ -72,12 +73,16 @@ class Service:
 
     def drain(self, *, max_batches: int = 200) -> int:
         """Run both consumers until their queues are empty (or hold only messages waiting out
-        a Retry-After); returns the messages handled."""
+        a Retry-After); returns the messages handled. A refresh paced by the call budget comes
+        back after the simulated seconds it handed back, as it would have slept them before."""
         handled = 0
         for _ in range(max_batches):
             batch = sum(poller.poll_once() for poller in self.pollers)
             handled += batch
-            if batch == 0:
+            if batch == 0 and not (
+                self.queue_time is not None
+                and self.queue_time.release_paced(self.pollers[0], self.clock.advance)
+            ):
                 return handled
         raise AssertionError("queues did not drain")
 
@@ -208,6 +213,7 @@ def service(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -
     caplog.set_level("DEBUG")
     with mock_aws():
         session = boto3.session.Session(region_name=REGION)
+        queue_time = SimulatedQueueTime(session)
         resources = create_resources(session)
         # Watch what the handlers really call, to hold it against the IAM grants (test_iam_usage).
         session.events.register("before-call", _record_aws_call)
@@ -221,7 +227,9 @@ def service(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -
         transport = RoutingTransport(
             {}, start=lambda host: service.simulator(hosts[host]).transport() if host in hosts else None
         )
-        service = Service(session=session, resources=resources, clock=clock, transport=transport)
+        service = Service(
+            session=session, resources=resources, clock=clock, transport=transport, queue_time=queue_time
+        )
         transport.add(API_HOST, httpx.WSGITransport(app=LocalGateway(service.host)))
         install_runtime(
             Runtime(clock=clock, http_transport=transport, sleep=_sleep_on(clock), boto3_session=session)

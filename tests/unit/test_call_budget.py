@@ -10,7 +10,13 @@ import pytest
 from ledgerlink.errors import RateLimited
 from ledgerlink.models.common import ProviderName
 from ledgerlink.providers import registry
-from ledgerlink.services.budget import WINDOW_SECONDS, BudgetLimits, CallBudget, CallPurpose
+from ledgerlink.services.budget import (
+    REFRESH_INLINE_WAIT_SECONDS,
+    WINDOW_SECONDS,
+    BudgetLimits,
+    CallBudget,
+    CallPurpose,
+)
 from ledgerlink.storage.budget import CallBudgetRepository
 
 
@@ -85,3 +91,33 @@ def test_a_spent_budget_raises_rate_limited_when_the_caller_cannot_wait():
     with pytest.raises(RateLimited):
         for _ in range(8 * 5):
             publish()
+
+
+def test_a_refresh_hands_a_long_wait_back_only_where_stopping_loses_nothing():
+    counters, clock = FakeCounters(), Clock()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.sleep(seconds)
+
+    budget = CallBudget(counters, clock, sleep)
+    config = registry.adapter_class(ProviderName.XERO).default_config
+    safe = [True]
+    refresh = budget.spender("c1", config, CallPurpose.REFRESH, hand_back=lambda: safe[0])
+    for _ in range(4):
+        refresh()
+    with pytest.raises(RateLimited) as handed:
+        refresh()  # seven seconds to the next window: handed back, not slept
+    assert slept == [] and handed.value.limit == "call_budget"
+    assert handed.value.retry_after == pytest.approx(7.01)
+    safe[0] = False  # mid-way through a fetch that cannot resume: the wait is slept out
+    refresh()
+    assert slept == [pytest.approx(7.01)]
+    # A wait shorter than the threshold is slept out wherever it falls.
+    clock.moment = datetime(2026, 11, 2, 9, 0, 19, tzinfo=UTC)
+    for _ in range(3):
+        refresh()
+    safe[0] = True
+    refresh()
+    assert slept[-1] <= REFRESH_INLINE_WAIT_SECONDS

@@ -56,6 +56,9 @@ class LedgerSession:
     # Called before every API call: the per-connection call budget shared by list refresh and
     # publishing (it raises RateLimited when the connection's share of the ledger's limit is spent).
     spend_call: Callable[[], None] = lambda: None
+    # True while a paged list fetch holds pages that a stop would keep (``resumable_pages`` turns it
+    # into a checkpoint): a refresh may then end its delivery on a budget wait and lose nothing.
+    resumable: bool = False
 
 
 @dataclass
@@ -480,27 +483,39 @@ class LedgerAdapter(ABC):
         return self.fetch_list(session, list_type, since=since)
 
     def resumable_pages(
-        self, fetch_page: Callable[[int], tuple[list[ListRecord], bool]], *, first_page: int = 1
+        self,
+        fetch_page: Callable[[int], tuple[list[ListRecord], bool]],
+        *,
+        first_page: int = 1,
+        session: LedgerSession | None = None,
+        held: bool = False,
     ) -> tuple[list[ListRecord], int]:
         """Every page's records from ``first_page`` to the last, and the calls made. A 429 or 5xx
         after at least one page raises ``ListFetchInterrupted`` naming the page to carry on from, so
-        the pages already fetched are kept and not fetched again."""
+        the pages already fetched are kept and not fetched again. ``session.resumable`` says so
+        meanwhile (``held``: the caller keeps records of its own on a stop, so it is from the start)."""
         records: list[ListRecord] = []
         page, calls = first_page, 0
-        while True:
-            try:
-                rows, more = fetch_page(page)
-            except (RateLimited, Unavailable) as error:
-                if not records:
-                    raise  # nothing fetched yet: a plain retry starts where this one did
-                raise ListFetchInterrupted(
-                    ListFetch(records, complete=False, calls=calls), {"page": page}, error
-                ) from error
-            calls += 1
-            records.extend(rows)
-            if not more:
-                return records, calls
-            page += 1
+        try:
+            while True:
+                if session is not None:
+                    session.resumable = held or bool(records)
+                try:
+                    rows, more = fetch_page(page)
+                except (RateLimited, Unavailable) as error:
+                    if not records:
+                        raise  # nothing fetched yet: a plain retry starts where this one did
+                    raise ListFetchInterrupted(
+                        ListFetch(records, complete=False, calls=calls), {"page": page}, error
+                    ) from error
+                calls += 1
+                records.extend(rows)
+                if not more:
+                    return records, calls
+                page += 1
+        finally:
+            if session is not None:
+                session.resumable = False
 
 
 def _backoff_seconds(attempt: int) -> float:

@@ -48,6 +48,7 @@ from ledgerlink.providers.base import (
     LedgerAdapter,
     LedgerSession,
     ListFetch,
+    ListFetchInterrupted,
     _retry_after_seconds,
 )
 from ledgerlink.providers.config import AttachmentRules, Capabilities, ProviderConfig
@@ -93,6 +94,10 @@ class ContactKind:
 
     SUPPLIER = "supplier"
     CUSTOMER = "customer"
+
+
+# The contacts list is these two paged lists, in this order (a checkpoint names the path).
+CONTACT_LISTS = ((ContactKind.SUPPLIER, "/suppliers"), (ContactKind.CUSTOMER, "/customers"))
 
 
 @dataclass(frozen=True)
@@ -705,12 +710,7 @@ class KashFlowAdapter(LedgerAdapter):
             ]
             return ListFetch(records, complete=True, calls=1)
         if list_type == ListType.CONTACTS:
-            records, calls = [], 0
-            for kind, path in ((ContactKind.SUPPLIER, "/suppliers"), (ContactKind.CUSTOMER, "/customers")):
-                rows, pages = self._all_pages(session, path, {"filterarchived": "false"})
-                records += [contact_record(connection_id, kind, row) for row in rows]
-                calls += pages
-            return ListFetch(records, complete=True, calls=calls)
+            return self._fetch_contacts(session, {})
         if list_type == ListType.TAX_RATES:
             rows = self._bare(session, "/vat/settings/vatrates")
             return ListFetch([tax_rate_record(connection_id, row) for row in rows], complete=True, calls=1)
@@ -731,6 +731,65 @@ class KashFlowAdapter(LedgerAdapter):
                 [bank_account_record(connection_id, row) for row in rows], complete=True, calls=1
             )
         raise ValueError(f"unknown list type {list_type}")
+
+    def resume_list(
+        self, session: LedgerSession, list_type: ListType, *, since: str | None, resume_at: Mapping[str, Any]
+    ) -> ListFetch:
+        if list_type == ListType.CONTACTS:
+            return self._fetch_contacts(session, resume_at)
+        return super().resume_list(session, list_type, since=since, resume_at=resume_at)
+
+    def _fetch_contacts(self, session: LedgerSession, resume_at: Mapping[str, Any]) -> ListFetch:
+        """Suppliers, then customers, page by page: the bulk of a KashFlow refresh (~100 pages for
+        10,000 contacts). A fetch stopped part-way (a 429, a 5xx, the call budget) raises
+        ``ListFetchInterrupted`` naming the list and page to carry on from; the rest fetched from
+        there is still the end of a whole-list fetch (``complete``), so the refresh, which keeps
+        the ids it saw before the stop, finds deletions all the same."""
+        paths = [path for _kind, path in CONTACT_LISTS]
+        start, first_page = resume_at.get("path"), resume_at.get("page")
+        if start not in paths or not isinstance(first_page, int) or first_page < 1:
+            start, first_page = paths[0], 1
+        records: list[ListRecord] = []
+        calls = 0
+        for kind, path in CONTACT_LISTS[paths.index(start) :]:
+            first = first_page if path == start else 1
+
+            def fetch_page(page: int, kind: str = kind, path: str = path) -> tuple[list[ListRecord], bool]:
+                rows, more = self._page(session, path, {"filterarchived": "false"}, page)
+                return [contact_record(session.connection_id, kind, row) for row in rows], more
+
+            try:
+                rows, pages = self.resumable_pages(
+                    fetch_page, first_page=first, session=session, held=bool(records)
+                )
+            except ListFetchInterrupted as stopped:
+                stopped.fetched.records[:0] = records
+                stopped.fetched.calls += calls
+                stopped.resume_at["path"] = path
+                raise
+            except (RateLimited, Unavailable) as error:
+                if not records:
+                    raise  # nothing fetched yet: a plain retry starts where this one did
+                raise ListFetchInterrupted(
+                    ListFetch(records, complete=False, calls=calls), {"path": path, "page": first}, error
+                ) from error
+            records += rows
+            calls += pages
+        return ListFetch(records, complete=True, calls=calls)
+
+    def _page(
+        self, session: LedgerSession, path: str, params: Mapping[str, str], page: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of a paged list, and whether another follows (an empty page ends it, whatever
+        ``NextPageUrl`` says)."""
+        if page > MAX_PAGES:
+            raise Unavailable(f"KashFlow's paging of {path} did not come to an end", provider=self.provider)
+        query = {**params, "page": str(page), "perpage": str(self.config.page_size)}
+        body = self.request(session, "GET", self._url(path), params=query).json()
+        if isinstance(body, list):  # a bare array is the whole list in one call
+            return [row for row in body if isinstance(row, dict)], False
+        rows = [row for row in body.get("Data") or [] if isinstance(row, dict)]
+        return rows, bool(rows) and bool((body.get("MetaData") or {}).get("NextPageUrl"))
 
     def _url(self, path: str) -> str:
         return self.config.api_base_url + path

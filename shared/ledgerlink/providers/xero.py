@@ -311,7 +311,7 @@ class XeroAdapter(LedgerAdapter):
             return [self._contact(session, row) for row in rows], more
 
         try:
-            records, calls = self.resumable_pages(fetch_page, first_page=first_page)
+            records, calls = self.resumable_pages(fetch_page, first_page=first_page, session=session)
         except ListFetchInterrupted as stopped:
             stopped.resume_at["high_water"] = _later(high_water_so_far, _high_water(stopped.fetched.records))
             raise

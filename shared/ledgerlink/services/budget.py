@@ -20,9 +20,11 @@ cap``). Why this shape rather than a token bucket:
   keeps the rest of every window, and the two together stay under the ledger's limit, so a refresh
   never pushes publishing into the ledger's 429s.
 
-Cost: one write unit per ledger call (the items are tiny), expired by TTL. A short wait (the rest of
-the window) is slept out in place; a caller that has waited its allowance gets ``RateLimited`` with
-the wait as ``retry_after`` and backs off like after a ledger's 429.
+Cost: one write unit per ledger call (the items are tiny), expired by TTL. Publishing sleeps a wait
+(the rest of the window) out in place; once it has waited its allowance it gets ``RateLimited`` with
+the wait as ``retry_after`` and backs off like after a ledger's 429. A refresh sleeps out only short
+waits: a longer one, where its caller says stopping loses nothing (``hand_back``), is refused at
+once, and the refresh saves its checkpoint and hands the wait back to its queue.
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ WINDOW_SECONDS = 10
 PUBLISH_WAIT_ALLOWANCE = timedelta(seconds=30)
 # Land just inside the next window rather than on its edge.
 WINDOW_EDGE_SECONDS = 0.01
+# A refresh sleeps out a budget wait up to this long inside its invocation; a longer one (up to the
+# rest of a ten-second window) ends the delivery and the message comes back when the window opens.
+# A sleeping invocation is billed for the wait; a hand-back costs about a second of SQS rounding
+# (visibility is whole seconds) plus a fresh delivery (a receive, a few small DynamoDB writes,
+# ~0.1 s of work), so it pays only when the wait is longer than that: about two seconds.
+REFRESH_INLINE_WAIT_SECONDS = 2.0
 # ``RateLimited.limit`` of a refusal by the budget itself: no call was made, so nothing was tried.
 CALL_BUDGET_LIMIT = "call_budget"
 
@@ -81,13 +89,17 @@ class CallBudget:
         purpose: CallPurpose,
         *,
         deadline: datetime | None = None,
+        hand_back: Callable[[], bool] | None = None,
     ) -> Callable[[], None]:
         """The ``spend_call`` of one session: spends one call, waiting for the next window when this
         one is full. Raises ``RateLimited`` instead when the wait would pass ``deadline`` (a refresh's
-        time in this invocation) or the session's wait allowance (publishing)."""
+        time in this invocation) or the session's wait allowance (publishing), and for a refresh's
+        wait longer than ``REFRESH_INLINE_WAIT_SECONDS`` when ``hand_back()`` says that stopping the
+        refresh here loses nothing (it is then cheaper to hand the wait back to the queue)."""
         limits = BudgetLimits.of(config)
         refresh_cap = limits.refresh_per_window if purpose == CallPurpose.REFRESH else None
         allowance = None if purpose == CallPurpose.REFRESH else PUBLISH_WAIT_ALLOWANCE.total_seconds()
+        handing_back = hand_back if purpose == CallPurpose.REFRESH else None
         waited = 0.0
 
         def spend_call() -> None:
@@ -103,10 +115,15 @@ class CallBudget:
                 wait = window_start + WINDOW_SECONDS - moment + WINDOW_EDGE_SECONDS
                 # A wait is never longer than one window; what bounds the waiting is the caller's
                 # time (a refresh's deadline) or the session's allowance (publishing).
-                if (allowance is not None and waited + wait > allowance) or (
-                    deadline is not None and now + timedelta(seconds=wait) > deadline
+                handed_back = (
+                    handing_back is not None and wait > REFRESH_INLINE_WAIT_SECONDS and handing_back()
+                )
+                if (
+                    handed_back
+                    or (allowance is not None and waited + wait > allowance)
+                    or (deadline is not None and now + timedelta(seconds=wait) > deadline)
                 ):
-                    count("CallBudgetRefused")
+                    count("CallBudgetHandedBack" if handed_back else "CallBudgetRefused")
                     raise RateLimited(
                         f"the connection's {config.name.value} call budget is spent for now",
                         retry_after=wait,

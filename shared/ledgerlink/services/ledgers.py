@@ -4,6 +4,7 @@ that a refused refresh means the connection needs a reconnect."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -104,10 +105,12 @@ class Ledgers:
         *,
         purpose: CallPurpose = CallPurpose.PUBLISH,
         deadline: datetime | None = None,
+        hand_back: Callable[[], bool] | None = None,
     ) -> LedgerSession:
         """A session whose access token is refreshed under the connection's lease when needed, and
         whose every call is spent from the connection's call budget, shared by list refresh and
-        publishing (``RateLimited`` when it is spent; ``deadline`` bounds a refresh's waiting).
+        publishing (``RateLimited`` when it is spent; ``deadline`` bounds a refresh's waiting, and
+        ``hand_back`` says when a refresh ends its delivery rather than sleep a long wait out).
 
         ``AuthRevoked`` escapes to the caller, which records ``needs_reconnect``."""
         adapter = self.adapter(connection.provider)
@@ -123,6 +126,6 @@ class Ledgers:
 
         organisation_id = connection.organisation.id if connection.organisation else None
         spend_call = self._call_budget.spender(
-            connection.connection_id, adapter.config, purpose, deadline=deadline
+            connection.connection_id, adapter.config, purpose, deadline=deadline, hand_back=hand_back
         )
         return LedgerSession(connection.connection_id, organisation_id, access_token, spend_call=spend_call)

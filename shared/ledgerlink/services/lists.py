@@ -7,16 +7,21 @@ publishing into the ledger's 429s. A refresh that stops part-way (a 429, a 5xx, 
 time) keeps what it fetched, records a checkpoint (the lists it finished, the page to carry on
 from where the adapter can resume) and its message comes back after the ledger's Retry-After; the
 stored lists stay whole and readable meanwhile, because deletions are only ever applied from a
-fetch that covered the whole list in one go. One refresh per connection at a time: the refresh
+fetch that covered the whole list (in one go, or across deliveries that kept the ids they saw).
+Pacing by the call budget works the same way: rather than sleep out the rest of a budget window
+inside the invocation (billed Lambda time, most of a large refresh's), a refresh ends its delivery
+there and its message comes back when the window opens, wherever stopping loses nothing. One refresh per connection at a time: the refresh
 record on the connection, which a second request joins instead of queueing another.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 import time
 import uuid
 import zlib
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
@@ -43,7 +48,7 @@ from ledgerlink.models.lists import ListRecord, RecordStatus, record_id
 from ledgerlink.models.refresh import RefreshRecord, RefreshStarted, RefreshState
 from ledgerlink.observability import count, logger
 from ledgerlink.providers.base import LedgerAdapter, LedgerSession, ListFetchInterrupted
-from ledgerlink.services.budget import CallPurpose
+from ledgerlink.services.budget import CALL_BUDGET_LIMIT, CallPurpose
 from ledgerlink.services.connection_status import ConnectionStatusKeeper
 from ledgerlink.services.events import EventPublisher
 from ledgerlink.services.ledgers import Ledgers
@@ -87,17 +92,24 @@ RETRY_CAP_SECONDS = 900
 # whole stored list to compare fingerprints.
 FINGERPRINT_LOOKUP_LIMIT = 200
 CONTACT_ROLES = ("supplier", "customer")
+# A checkpoint keeps the remote ids a whole-list fetch saw (compressed) up to this size, well inside
+# DynamoDB's 400 KB item (10,000 KashFlow contact codes take ~25 KB; as many GUIDs ~200 KB).
+SEEN_LIMIT_CHARS = 250_000
 
 
 class RefreshInterrupted(Exception):
     """A refresh stopped part-way and saved its checkpoint: its message must come back after
-    ``retry_after`` seconds and carry on. ``progressed``: this delivery finished lists or pages."""
+    ``retry_after`` seconds and carry on. ``progressed``: this delivery finished lists or pages.
+    ``paced``: the call budget stopped it (the rest of a window), which is pacing, not a failure."""
 
-    def __init__(self, message: str, *, refresh_id: str, retry_after: float, progressed: bool):
+    def __init__(
+        self, message: str, *, refresh_id: str, retry_after: float, progressed: bool, paced: bool = False
+    ):
         super().__init__(message)
         self.refresh_id = refresh_id
         self.retry_after = retry_after
         self.progressed = progressed
+        self.paced = paced
 
 
 class MalformedRefreshMessage(ValueError):
@@ -115,6 +127,34 @@ class _ListStopped(Exception):
 
 class _OutOfTime(Exception):
     """This delivery used its time: hand over to a fresh one."""
+
+
+class _HandBack:
+    """Whether a long call-budget wait may end this delivery (``CallBudget.spender``'s
+    ``hand_back``): only where stopping loses nothing. That is before the list being fetched has
+    spent a call in this delivery (it starts again, or carries on from its saved checkpoint), or
+    inside a paged fetch that keeps its pages on a stop (``LedgerSession.resumable``). Anywhere
+    else (a list some ledger fetches in several calls it cannot resume) the wait is slept out."""
+
+    def __init__(self) -> None:
+        self.list_calls = 0
+        self._session: LedgerSession | None = None
+
+    def watch(self, session: LedgerSession) -> None:
+        self._session = session
+        spend = session.spend_call
+
+        def spend_call() -> None:
+            spend()
+            self.list_calls += 1
+
+        session.spend_call = spend_call
+
+    def new_list(self) -> None:
+        self.list_calls = 0
+
+    def __call__(self) -> bool:
+        return self.list_calls == 0 or (self._session is not None and self._session.resumable)
 
 
 def next_refresh_due(connection_id: str, interval: timedelta, after: datetime) -> datetime:
@@ -271,12 +311,13 @@ class ListService:
         try:
             self.refresh(request, message_id=message_id, receive_count=receive_count)
         except RefreshInterrupted as stopped:
-            if stopped.progressed and receive_count >= MAX_RECEIVES - 1:
-                # Making progress but close to the dead-letter queue: carry on in a fresh message
+            if (stopped.progressed or stopped.paced) and receive_count >= MAX_RECEIVES - 1:
+                # Making progress (or only paced by the call budget, which every large refresh is
+                # many times over) but close to the dead-letter queue: carry on in a fresh message
                 # (a fresh receive count) rather than let a slow, working refresh be dead-lettered.
                 self._refresh_queue.request(
                     request.model_copy(update={"refresh_id": stopped.refresh_id}),
-                    delay_seconds=round(stopped.retry_after),
+                    delay_seconds=math.ceil(stopped.retry_after),
                 )
                 return
             self._refresh_queue.redeliver_after(receipt_handle, stopped.retry_after)
@@ -304,10 +345,15 @@ class ListService:
         refresh_id = record.refresh_id  # a delivery may carry on a refresh that was waiting
         adapter = self._ledgers.adapter(connection.provider)
         deadline = self._clock.now() + REFRESH_TIME_ALLOWANCE
-        session = self._ledgers.session(connection, purpose=CallPurpose.REFRESH, deadline=deadline)
+        hand_back = _HandBack()
+        session = self._ledgers.session(
+            connection, purpose=CallPurpose.REFRESH, deadline=deadline, hand_back=hand_back
+        )
+        hand_back.watch(session)
         wanted = [t for t in (request.lists or adapter.capabilities.lists) if t in adapter.capabilities.lists]
         states = self._lists.states(connection.connection_id)
         finished: dict[ListType, ListState] = {}
+        current: ListType | None = None  # the list being fetched
         try:
             self._ledgers.token_manager(connection).keep_alive(
                 connection, adapter.refresh_tokens, window=KEEP_ALIVE_WINDOW
@@ -317,6 +363,8 @@ class ListService:
                     continue  # finished by an earlier delivery of this refresh
                 if finished and self._clock.now() >= deadline:
                     raise _OutOfTime
+                hand_back.new_list()
+                current = list_type
                 finished[list_type] = self._refresh_list(
                     connection, adapter, session, states[list_type], refresh_id, full=request.full
                 )
@@ -334,7 +382,15 @@ class ListService:
         except (RateLimited, Unavailable) as error:
             if isinstance(error, TokenEndpointUnavailable):
                 self._status.refresh_failing(connection, error)
-            self._stop(connection, record, finished, stopped=None, cause=error, receive_count=receive_count)
+            self._stop(
+                connection,
+                record,
+                finished,
+                stopped=None,
+                cause=error,
+                receive_count=receive_count,
+                in_list=current if current not in finished else None,
+            )
         except AuthRevoked as error:
             # Nothing is wiped: the lists stay as they were, readable, until a reconnect.
             self._finish_lists(connection, finished)
@@ -466,9 +522,13 @@ class ListService:
         stopped: ListState | None,
         cause: LedgerError | None,
         receive_count: int,
+        in_list: ListType | None = None,
     ) -> NoReturn:
         """Save what this delivery did and where it stopped, mark the refresh waiting, and raise
-        ``RefreshInterrupted`` so the message comes back when the ledger said (or after a backoff)."""
+        ``RefreshInterrupted`` so the message comes back when the ledger said (or after a backoff),
+        or, paced by the call budget, when the budget's window opens. ``in_list``: the list it
+        stopped in before fetching anything of it (its saved checkpoint, if any, stands)."""
+        paced = isinstance(cause, RateLimited) and cause.limit == CALL_BUDGET_LIMIT
         if isinstance(cause, RateLimited):
             delay = cause.retry_after
         elif cause is None:
@@ -480,10 +540,12 @@ class ListService:
         if saved:
             self._lists.save_states(connection.connection_id, saved)
         resume_at = self._clock.now() + timedelta(seconds=delay)
+        # Pacing is routine (a large refresh is paced many times): it is no error to show on the
+        # list, and costs no write of the connection unless lists were finished.
         self._record_freshness(
             connection,
             finished,
-            paused=stopped.list_type if stopped else None,
+            paused=None if paced else stopped.list_type if stopped else in_list,
             why=f"paused part-way ({reason}); carrying on at {resume_at:%H:%M:%S} UTC",
         )
         self._save_record(
@@ -491,13 +553,15 @@ class ListService:
             record,
             state=RefreshState.WAITING,
             lists_done=[*record.lists_done, *finished],
-            last_error=reason,
+            last_error=None if paced else reason,
             resume_at=resume_at,
             lease_until=resume_at + QUEUED_LEASE,
         )
-        count("ListRefreshesInterrupted")
+        count("ListRefreshesPaced" if paced else "ListRefreshesInterrupted")
         logger.info(
-            "refresh stopped part-way; it carries on from its checkpoint",
+            "refresh paced by the call budget; it carries on from its checkpoint"
+            if paced
+            else "refresh stopped part-way; it carries on from its checkpoint",
             connection_id=connection.connection_id,
             refresh_id=record.refresh_id,
             lists_done=[t.value for t in finished],
@@ -506,7 +570,7 @@ class ListService:
             reason=reason,
         )
         raise RefreshInterrupted(
-            reason, refresh_id=record.refresh_id, retry_after=delay, progressed=bool(saved)
+            reason, refresh_id=record.refresh_id, retry_after=delay, progressed=bool(saved), paced=paced
         ) from cause
 
     def _finish_lists(self, connection: Connection, finished: dict[ListType, ListState]) -> None:
@@ -543,6 +607,8 @@ class ListService:
             # remember where to carry on.
             counts, total, writes = self._apply(connection, state, stopped.fetched.records, complete=False)
             before = resume or ListCheckpoint(refresh_id=refresh_id, since=since, resume_at={})
+            # A whole-list fetch keeps the ids it saw, for the deletions when it completes.
+            keeps_seen = since is None and (resume is None or resume.seen is not None)
             checkpoint = ListCheckpoint(
                 refresh_id=refresh_id,
                 since=since,
@@ -550,6 +616,9 @@ class ListService:
                 counts=_added(before.counts, counts),
                 ledger_calls=before.ledger_calls + stopped.fetched.calls,
                 seconds=before.seconds + time.monotonic() - started,
+                seen=_pack_seen(_unpack_seen(before.seen) | {r.remote_id for r in stopped.fetched.records})
+                if keeps_seen
+                else None,
             )
             count("ListRecordsWritten", writes)
             raise _ListStopped(
@@ -563,13 +632,20 @@ class ListService:
                 stopped.cause,
             ) from stopped
         # A resumed fetch covered only part of the list: it shows additions and changes, and the
-        # deletions the ledger reports, but absence from it proves nothing.
+        # deletions the ledger reports, but absence from it proves nothing, unless the deliveries
+        # before it kept the ids they saw (a whole-list fetch finished across deliveries).
+        seen_before = (
+            {record_id(connection.connection_id, list_type, r) for r in _unpack_seen(resume.seen)}
+            if resume is not None and resume.seen is not None
+            else None
+        )
         counts, total, writes = self._apply(
             connection,
             state,
             fetch.records,
-            complete=fetch.complete and resume is None,
+            complete=fetch.complete and (resume is None or seen_before is not None),
             deleted_remote_ids=fetch.deleted_remote_ids,
+            seen_before=seen_before or set(),
         )
         seconds = time.monotonic() - started
         calls = fetch.calls
@@ -608,9 +684,11 @@ class ListService:
         *,
         complete: bool,
         deleted_remote_ids: list[str] | None = None,
+        seen_before: set[str] | frozenset[str] = frozenset(),
     ) -> tuple[ListCounts, int, int]:
         """Write the records that are new or changed and drop the deleted ones. Returns the counts,
-        the list's new size and the DynamoDB writes made."""
+        the list's new size and the DynamoDB writes made. ``seen_before``: record ids the same
+        whole-list fetch returned in earlier deliveries (present, so not deleted)."""
         list_type = state.list_type
         connection_id = connection.connection_id
         # Ledgers that report deletions (Sage's deleted_since) name them by remote id.
@@ -641,7 +719,7 @@ class ListService:
             else:
                 counts.changed += 1
             changed.append(record)
-        deleted_ids = {r for r in stored if r not in seen} if complete else set()
+        deleted_ids = {r for r in stored if r not in seen and r not in seen_before} if complete else set()
         deleted_ids |= {deleted for deleted in reported_deleted if deleted in stored and deleted not in seen}
         counts.deleted = len(deleted_ids)
         writes = self._lists.write(connection_id, list_type, changed, sorted(deleted_ids))
@@ -776,6 +854,18 @@ def _added(first: ListCounts, second: ListCounts) -> ListCounts:
         deleted=first.deleted + second.deleted,
         unchanged=first.unchanged + second.unchanged,
     )
+
+
+def _pack_seen(remote_ids: Iterable[str]) -> str | None:
+    """Remote ids, compressed for a checkpoint; None when too many to keep in the item."""
+    packed = base64.b64encode(zlib.compress("\n".join(sorted(remote_ids)).encode(), 9)).decode()
+    return packed if len(packed) <= SEEN_LIMIT_CHARS else None
+
+
+def _unpack_seen(packed: str | None) -> set[str]:
+    if not packed:
+        return set()
+    return set(zlib.decompress(base64.b64decode(packed)).decode().split("\n")) - {""}
 
 
 def _encode_cursor(offset: int) -> str:

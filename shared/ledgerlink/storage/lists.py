@@ -37,6 +37,10 @@ class ListCheckpoint(BaseModel):
     counts: ListCounts = Field(default_factory=ListCounts)
     ledger_calls: int = 0
     seconds: float = 0.0
+    # The remote ids a whole-list fetch returned before the stop (zlib, base64): with the rest, they
+    # tell what was deleted. None: not kept (an incremental fetch, or too many to fit in the item),
+    # and then a fetch finished across deliveries applies no deletions, as absence proves nothing.
+    seen: str | None = None
 
 
 class ListState(BaseModel):
