@@ -18,11 +18,13 @@ import pytest
 
 from infra.api_routes import FunctionName
 from ledgerlink.api.auth import Caller
-from ledgerlink.models.common import ListType, Role
+from ledgerlink.models.common import ListType, ProviderName, Role
+from ledgerlink.models.connection import Connection, ConnectionStatus
 from ledgerlink.models.lists import record_id
 from ledgerlink.runtime import Runtime, install_runtime
 from ledgerlink.services.budget import REFRESH_INLINE_WAIT_SECONDS
 from ledgerlink.services.lists import next_refresh_due
+from ledgerlink.storage.connections import ConnectionRepository, refresh_shard
 from ledgerlink.storage.dynamo import Table
 from ledgerlink.storage.lists import ListRepository
 from ledgerlink.storage.schema import CONNECTION_SK, GSI1_SORT_KEY, business_pk
@@ -470,3 +472,57 @@ def test_a_refresh_paced_by_the_call_budget_hands_its_waits_to_the_queue_and_res
     assert _freshness(api)["contacts"]["record_count"] == contacts
     # Over: the next request starts a refresh of its own.
     assert api.post("/v1/connection/refresh").json()["joined"] is False
+
+
+def test_the_schedule_fans_out_per_shard_ten_messages_to_a_call(service: Service):
+    """A tick's due connections, spread over the refresh shards, each queued once at its own slot,
+    their messages sent ten to a SendMessageBatch call rather than one call each."""
+    table = Table(service.session.client("dynamodb"), service.resources.table_name)
+    connections = ConnectionRepository(table)
+    now = service.clock.now()
+    due = {}
+    for number in range(60):
+        business = f"biz-fan-{number:02d}"
+        connection = Connection(
+            connection_id=f"conn-fan-{number:02d}",
+            business_id=business,
+            provider=ProviderName.XERO,
+            status=ConnectionStatus.CONNECTED,
+            status_reason="connected",
+            status_since=now,
+            token_store="secretsmanager",
+            created_at=now,
+            created_by="admin",
+        )
+        # Two in three are due now; the rest later this hour.
+        when = now - timedelta(minutes=1) if number % 3 else now + timedelta(minutes=30)
+        connections.create(connection, next_refresh_at=when)
+        if number % 3:
+            due[business] = connection.connection_id
+    shards = Counter(refresh_shard(c) for c in due.values())
+    assert len(shards) >= 8  # spread over the shards
+    sent: list[str] = []
+    service.session.events.register("before-call.sqs.*", lambda model, **_: sent.append(model.name))
+
+    assert _fan_out(service) == {"queued": len(due)}
+
+    # One SendMessageBatch per ten due connections of a shard, and no one-by-one sends.
+    assert Counter(sent) == {"SendMessageBatch": sum(math.ceil(n / 10) for n in shards.values())}
+    sqs = service.session.client("sqs")
+    bodies = []
+    while messages := sqs.receive_message(
+        QueueUrl=service.resources.refresh_queue_url, MaxNumberOfMessages=10
+    ).get("Messages", []):
+        bodies += [json.loads(m["Body"]) for m in messages]
+        sqs.delete_message_batch(
+            QueueUrl=service.resources.refresh_queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
+    assert sorted(b["business_id"] for b in bodies) == sorted(due)
+    assert all(b["reason"] == "scheduled" and b["refresh_id"] for b in bodies)
+    # Each connection moved to its own next slot (a stable offset), and queued only once.
+    for business, connection_id in due.items():
+        raw = table.get(business_pk(business), CONNECTION_SK)
+        assert raw is not None
+        assert raw[GSI1_SORT_KEY] == next_refresh_due(connection_id, timedelta(hours=1), now).isoformat()
+    assert _fan_out(service) == {"queued": 0}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -13,6 +14,9 @@ from ledgerlink.clock import Clock
 from ledgerlink.models.common import ListType
 from ledgerlink.models.items import CapturedItem, ItemStatus
 from ledgerlink.storage.items import ItemRepository, StaleItem
+
+# SendMessageBatch takes at most ten messages.
+SEND_BATCH_LIMIT = 10
 
 
 class RefreshRequest(BaseModel):
@@ -61,6 +65,23 @@ class RefreshQueue:
             MessageBody=request.model_dump_json(exclude_none=True),
             DelaySeconds=min(delay_seconds, 900),
         )
+
+    def request_batch(self, requests: Sequence[RefreshRequest]) -> list[RefreshRequest]:
+        """Send requests ten to a SendMessageBatch call (SQS's most; the refresh queue is a standard
+        queue, so no group or deduplication ids), one call for ten connections where the schedule's
+        fan-out would otherwise make ten. Returns the requests SQS did not take."""
+        refused: list[RefreshRequest] = []
+        for start in range(0, len(requests), SEND_BATCH_LIMIT):
+            chunk = requests[start : start + SEND_BATCH_LIMIT]
+            response = self._client.send_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[
+                    {"Id": str(index), "MessageBody": request.model_dump_json(exclude_none=True)}
+                    for index, request in enumerate(chunk)
+                ],
+            )
+            refused += [chunk[int(failure["Id"])] for failure in response.get("Failed", [])]
+        return refused
 
     def redeliver_after(self, receipt_handle: str, seconds: float) -> None:
         """Hold a received refresh back for ``seconds`` (a ledger's Retry-After, or a backoff after a
