@@ -21,13 +21,13 @@ from infra.api_routes import FunctionName
 from infra.constants import (
     ASSET_EXCLUDES,
     CONNECTION_SECRETS_PREFIX,
-    FUNCTION_MEMORY_MB,
     FUNCTION_TIMEOUT_SECONDS,
     FUNCTIONS_DIR,
     HANDLER,
     METRICS_NAMESPACE,
     SECRETS_PREFIX,
     SQS_BATCH_SIZE,
+    function_memory_mb,
 )
 from infra.constructs.layer import SharedLayer
 from infra.nag import wildcard_resource_finding
@@ -120,7 +120,7 @@ class LedgerFunction(Construct):
             code=lambda_.Code.from_asset(str(FUNCTIONS_DIR / name.value), exclude=list(ASSET_EXCLUDES)),
             handler=HANDLER,
             layers=[layer.layer_version],
-            memory_size=FUNCTION_MEMORY_MB,
+            memory_size=function_memory_mb(name),
             timeout=Duration.seconds(FUNCTION_TIMEOUT_SECONDS[name]),
             reserved_concurrent_executions=reserved_concurrency,
             role=self.role,

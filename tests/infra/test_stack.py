@@ -754,3 +754,14 @@ def test_every_acknowledged_finding_carries_a_reason(synthesized: SynthesizedApp
     for logical_id, rule in acknowledged:
         assert rule["id"].startswith("AwsSolutions-"), (logical_id, rule)
         assert len(rule.get("reason", "").strip()) >= 40, (logical_id, rule)
+
+
+def test_the_refresh_worker_is_sized_for_waiting_and_the_others_for_their_cold_start(
+    synthesized: SynthesizedApp,
+) -> None:
+    memory = {
+        function: synthesized.resources[synthesized.function_id(function)]["Properties"]["MemorySize"]
+        for function in FunctionName
+    }
+    assert memory.pop(FunctionName.REFRESH_LISTS) == 512
+    assert set(memory.values()) == {1024}
