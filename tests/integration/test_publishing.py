@@ -428,3 +428,30 @@ def test_bank_match_pays_the_bill_from_its_bank_line_or_says_why_it_is_unpaid(co
     assert unpaid["status"] == "published" and unpaid["payment_id"] is None
     assert unpaid["last_error"]["code"] == "no_bank_line"
     assert "Published unpaid" in unpaid["last_error"]["message"]
+
+
+def test_consent_withdrawn_before_the_document_keeps_the_bill_published_and_attaches_after_reconnecting(
+    connected: Service,
+):
+    api = connected.client()
+    connected.session.client("s3").put_object(
+        Bucket=connected.resources.documents_bucket, Key="docs/cap-revoked.pdf", Body=b"%PDF-1.4 receipt"
+    )
+    # The bill goes through; consent is withdrawn just before its document is sent.
+    connected.xero.inject_fault("revoke", "/api.xro/2.0/Invoices/*/Attachments/*", count=1)
+    item = cost_item(api, "cap-revoked", supplier=SUPPLIER, document=True)
+    api.post("/v1/items", json={"item": item, "publish": True})
+    connected.drain()
+    assert api.get("/v1/connection").json()["status"] == "needs_reconnect"
+    view = api.get("/v1/items/cap-revoked").json()
+    assert view["status"] == "published" and view["remote_id"]  # it is in the ledger
+    assert view["attachment_id"] is None and view["last_error"]["code"] == "needs_reconnect"
+
+    started = api.post("/v1/connection/reconnect", json={})
+    landed = connected.browser().get(started.json()["authorize_url"], follow_redirects=True)
+    assert landed.json()["status"] == "reconnected"
+    connected.drain()
+    done = api.get("/v1/items/cap-revoked").json()
+    assert (done["status"], done["remote_id"], done["last_error"]) == ("published", view["remote_id"], None)
+    assert done["attachment_id"]
+    assert len(_bills(connected)) == 1 and len(connected.xero.writes(kind="Attachment")) == 1

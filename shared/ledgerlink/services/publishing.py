@@ -328,7 +328,11 @@ class Publisher:
             paid = work.stored.model_copy(update={"payment_id": payment_id})
             self._save(work, paid, "paid" if payment_id else "unpaid", unpaid.message if unpaid else None)
         finished = work.stored.model_copy(
-            update={"follow_up": False, "last_error": notes[0] if notes else None}
+            update={
+                "status": ItemStatus.PUBLISHED,
+                "follow_up": False,
+                "last_error": notes[0] if notes else None,
+            }
         )
         self._save_quietly(work, finished)
         work.done = True
@@ -404,6 +408,16 @@ class Publisher:
         needs_reconnect = connection is not None and connection.status == ConnectionStatus.NEEDS_RECONNECT
         for stored, version in pending:
             work = _Work(stored, version)
+            if stored.remote_id:
+                # Already in the ledger: only its document or payment waits for the reconnect.
+                note = ItemError(
+                    code="needs_reconnect" if needs_reconnect else "connection_unavailable",
+                    message=f"Published; its document or payment is sent once the ledger is back: {reason}",
+                    hint="Reconnect the accounting software; the rest is sent once it is back.",
+                )
+                waiting = stored.model_copy(update={"status": ItemStatus.PUBLISHED, "last_error": note})
+                self._save(work, waiting, "held", note.message)
+                continue
             self._settle(work, ItemStatus.HELD, "held", ItemError(
                 code="needs_reconnect" if needs_reconnect else "connection_unavailable",
                 message=f"Not published: {reason}",

@@ -149,7 +149,9 @@ class HeldItems:
             except StaleItem:
                 continue  # someone changed it meanwhile: it is not held any more
             released += 1
-        if released:
+        # Published items whose document or payment waited for the reconnect are not held (they
+        # are in the ledger) but still on the business's publishing queue: wake the publisher too.
+        if released or self._items.pending(business_id, limit=1):
             self._queue.send(
                 PublishMessage(business_id=business_id, action="drain"),
                 revision=0,
