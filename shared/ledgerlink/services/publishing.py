@@ -161,6 +161,11 @@ class Publisher:
             except _Stop as stop:
                 outcome.retry_after = stop.retry_after
                 return outcome
+            if not any(work.done for work in current.work.values()):
+                # Nothing in the round was anything to do (a bug, or a state this code does not
+                # know): stop rather than read the same items again until the invocation ends.
+                logger.warning("publishing round made no progress", business_id=business_id)
+                return outcome
 
     # --- one round ---------------------------------------------------------------------------------
 
