@@ -38,7 +38,7 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> di
 
 
 # The longest hold of a refresh paced by the call budget: the rest of a budget window
-# (ledgerlink.services.budget.WINDOW_SECONDS) and SQS's rounding up to whole seconds.
+# (ledgerlink.services.budget.BudgetLimits, at most 60 / 9 s) and SQS's rounding up to whole seconds.
 PACE_SECONDS = 11
 
 

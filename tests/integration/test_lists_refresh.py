@@ -21,8 +21,9 @@ from ledgerlink.api.auth import Caller
 from ledgerlink.models.common import ListType, ProviderName, Role
 from ledgerlink.models.connection import Connection, ConnectionStatus
 from ledgerlink.models.lists import record_id
+from ledgerlink.providers import registry
 from ledgerlink.runtime import Runtime, install_runtime
-from ledgerlink.services.budget import REFRESH_INLINE_WAIT_SECONDS
+from ledgerlink.services.budget import REFRESH_INLINE_WAIT_SECONDS, BudgetLimits
 from ledgerlink.services.lists import next_refresh_due
 from ledgerlink.storage.connections import ConnectionRepository, refresh_shard
 from ledgerlink.storage.dynamo import Table
@@ -389,8 +390,8 @@ def test_lists_filter_categories_by_item_type_and_contacts_by_role(service: Serv
 
 def test_a_refresh_paced_by_the_call_budget_hands_its_waits_to_the_queue_and_resumes(service: Service):
     """KashFlow's contacts, its whole list every time (no change filter), in many pages at the
-    refresh's four calls per ten-second window (~100 pages for 10,000 contacts; here the simulator
-    serves two a page): the wait for each next window is handed back to the queue (checkpoint
+    refresh's share of each budget window (two calls every 60/11 s; ~100 pages for 10,000
+    contacts; here the simulator serves two a page): the wait for each next window is handed back to the queue (checkpoint
     saved, the message hidden for the wait), not slept out in the invocation, and each delivery
     carries on from the page the last one stopped on."""
     slept: list[float] = []
@@ -453,8 +454,12 @@ def test_a_refresh_paced_by_the_call_budget_hands_its_waits_to_the_queue_and_res
     # Never slept out a window's wait: every one went back to the queue, a delivery each.
     assert all(wait <= REFRESH_INLINE_WAIT_SECONDS for wait in slept), slept
     deliveries = len(queue_time.visibility) - handed_back
-    assert deliveries >= sum(pages.values()) // 4 - 1
-    assert service.clock.now() - began >= timedelta(seconds=9 * deliveries)  # paced all the same
+    limits = BudgetLimits.of(registry.adapter_class(ProviderName.KASHFLOW).default_config)
+    windows = math.ceil(sum(pages.values()) / limits.refresh_per_window)
+    # A delivery sleeps out at most one short wait, so it spans two windows at most...
+    assert deliveries >= math.ceil(windows / 2) - 1
+    # ...and the refresh kept to its share of every window all the same.
+    assert service.clock.now() - began >= timedelta(seconds=(windows - 1) * 60 / limits.windows_per_minute)
     # Each page fetched once, in order: every delivery carried on where the last one stopped.
     for path, count in pages.items():
         fetched = [

@@ -12,9 +12,11 @@ cap``). Why this shape rather than a token bucket:
   which an UpdateItem cannot: it costs a read plus a conditional write, or a second write whenever
   the bucket has refilled.
 - Its price is the window boundary. A ledger counts calls in a rolling minute, which can overlap
-  ``60 / w + 1`` fixed windows of ``w`` seconds, so a window's cap is ``limit * w / (60 + w)``: under
-  the ledger's limit however the windows fall. With ten-second windows that is 6/7 of the limit
-  (Xero's 60 a minute: 8 per window, at most 56 in any rolling minute, 48 a minute sustained).
+  ``n + 1`` of ``n`` equal windows a minute, so a window's cap is ``limit // (n + 1)``: under the
+  ledger's limit however the windows fall, and ``n * (limit // (n + 1))`` a minute sustained. The
+  window count is chosen per ledger to make that as large as it can be with windows of at least
+  five seconds (Xero's 60 a minute: 11 windows of 5.45 s, 5 calls each, 55 a minute sustained, at
+  most 60 in any rolling minute; ten-second windows would give 48).
 - A refresh may use only ``refresh_share`` of each window (its own counter on the same item, checked
   in the same write); publishing may use the whole window. Whatever a refresh does, publishing
   keeps the rest of every window, and the two together stay under the ledger's limit, so a refresh
@@ -41,14 +43,16 @@ from ledgerlink.observability import count
 from ledgerlink.providers.config import ProviderConfig
 from ledgerlink.storage.budget import CallBudgetRepository
 
-WINDOW_SECONDS = 10
+# Windows no shorter than this: each is one counter item, and a wait handed back to the queue is
+# rounded up to whole seconds.
+MIN_WINDOW_SECONDS = 5
 # Publishing sleeps out at most this much of budget waits per session before handing the item back
 # to the queue (its function has a short timeout, and a held item says why).
 PUBLISH_WAIT_ALLOWANCE = timedelta(seconds=30)
 # Land just inside the next window rather than on its edge.
 WINDOW_EDGE_SECONDS = 0.01
 # A refresh sleeps out a budget wait up to this long inside its invocation; a longer one (up to the
-# rest of a ten-second window) ends the delivery and the message comes back when the window opens.
+# rest of a window) ends the delivery and the message comes back when the window opens.
 # A sleeping invocation is billed for the wait; a hand-back costs about a second of SQS rounding
 # (visibility is whole seconds) plus a fresh delivery (a receive, a few small DynamoDB writes,
 # ~0.1 s of work), so it pays only when the wait is longer than that: about two seconds.
@@ -64,16 +68,33 @@ class CallPurpose(StrEnum):
 
 @dataclass(frozen=True)
 class BudgetLimits:
+    windows_per_minute: int
     per_window: int
     refresh_per_window: int
 
+    def window_of(self, moment: float) -> int:
+        """The window (its number since the epoch) holding ``moment`` (epoch seconds); windows
+        start on the minute, so integer arithmetic keeps their edges exact."""
+        return math.floor(moment * self.windows_per_minute / 60)
+
+    def window_end(self, window: int) -> float:
+        return (window + 1) * 60 / self.windows_per_minute
+
+    @property
+    def sustained_per_minute(self) -> int:
+        return self.windows_per_minute * self.per_window
+
     @classmethod
     def of(cls, config: ProviderConfig) -> BudgetLimits:
-        # A rolling minute overlaps at most 60/w + 1 windows: size the window so that many fit.
-        per_window = max(1, config.calls_per_minute * WINDOW_SECONDS // (60 + WINDOW_SECONDS))
+        limit = config.calls_per_minute
+        # A rolling minute overlaps at most n + 1 of n windows a minute; the most calls a minute
+        # sustained, and of equals the fewest (longest) windows.
+        most_windows = 60 // MIN_WINDOW_SECONDS
+        windows = max(range(1, most_windows + 1), key=lambda n: (n * (limit // (n + 1)), -n))
+        per_window = max(1, limit // (windows + 1))
         # At least one call for a refresh to make progress; at least one left for publishing.
         refresh = max(1, min(per_window - 1, math.floor(per_window * config.refresh_share)))
-        return cls(per_window=per_window, refresh_per_window=refresh)
+        return cls(windows_per_minute=windows, per_window=per_window, refresh_per_window=refresh)
 
 
 class CallBudget:
@@ -107,12 +128,17 @@ class CallBudget:
             while True:
                 now = self._clock.now()
                 moment = now.timestamp()
-                window_start = int(moment // WINDOW_SECONDS) * WINDOW_SECONDS
+                window = limits.window_of(moment)
+                window_end = limits.window_end(window)
                 if self._counters.try_spend(
-                    connection_id, window_start, cap=limits.per_window, refresh_cap=refresh_cap
+                    connection_id,
+                    window,
+                    expires_at=math.ceil(window_end),
+                    cap=limits.per_window,
+                    refresh_cap=refresh_cap,
                 ):
                     return
-                wait = window_start + WINDOW_SECONDS - moment + WINDOW_EDGE_SECONDS
+                wait = window_end - moment + WINDOW_EDGE_SECONDS
                 # A wait is never longer than one window; what bounds the waiting is the caller's
                 # time (a refresh's deadline) or the session's allowance (publishing).
                 handed_back = (

@@ -15,9 +15,16 @@ class CallBudgetRepository:
         self._table = table
 
     def try_spend(
-        self, connection_id: str, window_start: int, *, cap: int, refresh_cap: int | None = None
+        self,
+        connection_id: str,
+        window: int,
+        *,
+        expires_at: int,
+        cap: int,
+        refresh_cap: int | None = None,
     ) -> bool:
-        """Count one call in the window if the window has room: ``cap`` calls in all and, when
+        """Count one call in the window (its number since the epoch, in the ledger's window length;
+        ``expires_at``: its end, epoch seconds) if the window has room: ``cap`` calls in all and, when
         ``refresh_cap`` is given (a list refresh), at most that many refresh calls. Returns False,
         counting nothing, when the window is full."""
         condition = "(attribute_not_exists(calls) OR calls < :cap)"
@@ -25,7 +32,7 @@ class CallBudgetRepository:
         values: dict[str, object] = {
             ":one": 1,
             ":cap": cap,
-            ":expires": window_start + COUNTER_TTL_SECONDS,
+            ":expires": expires_at + COUNTER_TTL_SECONDS,
         }
         if refresh_cap is not None:
             condition += " AND (attribute_not_exists(refresh_calls) OR refresh_calls < :refresh_cap)"
@@ -34,7 +41,7 @@ class CallBudgetRepository:
         try:
             self._table.update(
                 connection_pk(connection_id),
-                call_budget_sk(window_start),
+                call_budget_sk(window),
                 update=update,
                 condition=condition,
                 names={"#expires": TTL_ATTRIBUTE},
@@ -44,7 +51,7 @@ class CallBudgetRepository:
             return False
         return True
 
-    def spent(self, connection_id: str, window_start: int) -> tuple[int, int]:
+    def spent(self, connection_id: str, window: int) -> tuple[int, int]:
         """(all calls, refresh calls) counted in a window: for tests and the benchmark."""
-        raw = self._table.get(connection_pk(connection_id), call_budget_sk(window_start)) or {}
+        raw = self._table.get(connection_pk(connection_id), call_budget_sk(window)) or {}
         return int(raw.get("calls", 0)), int(raw.get("refresh_calls", 0))

@@ -71,9 +71,9 @@ def list_state_sk(list_type: str) -> str:
     return f"{LIST_STATE_SK_PREFIX}{list_type}"
 
 
-def call_budget_sk(window_start: int) -> str:
-    """One counter item per connection and budget window (epoch seconds), expiring by TTL."""
-    return f"BUDGET#{window_start}"
+def call_budget_sk(window: int) -> str:
+    """One counter item per connection and budget window (its number since the epoch), expiring by TTL."""
+    return f"BUDGET#{window}"
 
 
 def oauth_state_pk(state: str) -> str:
