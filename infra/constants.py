@@ -35,7 +35,7 @@ CONNECTION_SECRETS_PREFIX = f"{SECRETS_PREFIX}connections/"  # one per connectio
 FUNCTION_MEMORY_MB = 1024
 # refresh_lists is billed mostly for waiting on the ledgers and DynamoDB, not for CPU, and needs
 # little memory: the handler's imports take ~80 MiB and a large organisation's refresh (10,000
-# contacts, every list) peaked at under 50 MiB of Python allocations, moto and the simulator
+# contacts, every list) peaked at ~60 MiB of Python allocations, moto and the simulator
 # included (bench/RESULTS.md, "Lists refresh"). 512 MB keeps 3x headroom and halves the GB-seconds
 # of the waiting; its price is half the CPU, so a cold start of its API routes takes ~0.9 s, not ~0.45.
 FUNCTION_MEMORY_OVERRIDES_MB: MappingProxyType[FunctionName, int] = MappingProxyType(

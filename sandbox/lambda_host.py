@@ -4,6 +4,7 @@ each with a Lambda-like context object."""
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import threading
 import uuid
@@ -35,12 +36,14 @@ class LocalLambdaContext:
 # invocation had none to flush says nothing.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
-_invoking = threading.local()
+# A context variable, not a thread-local: a handler's own worker threads (the schedule's fan-out)
+# run in a copy of its context, so their calls are the function's too.
+_invoking: contextvars.ContextVar[FunctionName | None] = contextvars.ContextVar("invoking", default=None)
 
 
 def current_function() -> FunctionName | None:
     """The function whose handler this thread is running (for tests that watch AWS calls)."""
-    return getattr(_invoking, "function", None)
+    return _invoking.get()
 
 
 class FunctionHost:
@@ -57,8 +60,8 @@ class FunctionHost:
     def invoke(self, function: FunctionName, event: dict[str, Any]) -> Any:
         handler = self.handler(function)
         with self._locks[function]:
-            _invoking.function = function
+            token = _invoking.set(function)
             try:
                 return handler(event, LocalLambdaContext(function_name=function.value))
             finally:
-                _invoking.function = None
+                _invoking.reset(token)

@@ -173,11 +173,18 @@ _TRANSACTION_ACTIONS = {
 }
 
 
+# Batch operations that IAM authorises as their single-message action.
+_BATCH_ACTIONS = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage"}
+
+
 def _record_aws_call(model: Any, params: Any = None, **_kwargs: Any) -> None:
     function = current_function()
     if function is None:
         return
     calls = AWS_CALLS.setdefault(function, set())
+    if model.name in _BATCH_ACTIONS:
+        calls.add(f"{model.service_model.signing_name}:{_BATCH_ACTIONS[model.name]}")
+        return
     if model.name == "TransactWriteItems":
         # before-call sees the serialised request: DynamoDB's is a JSON body.
         for action in json.loads((params or {}).get("body") or b"{}").get("TransactItems", []):
