@@ -443,7 +443,7 @@ NOTES = (
     "Lambda time: a refresh hands a budget wait back to the queue where stopping loses nothing (at a",
     "list's start, or inside a paged fetch that resumes: Xero's and KashFlow's contacts), and sleeps",
     "it out elsewhere (inside Sage's and FreeAgent's multi-call lists, KashFlow's items): hence their",
-    "10-29 s asleep. KashFlow's working time is mostly the ~400 stored fingerprints each delivery",
+    "10-29 s asleep. KashFlow's working time includes the ~400 stored fingerprints each delivery",
     "looks up to compare its pages (one GetItem each; moto in-process makes them slow).",
 )
 
