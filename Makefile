@@ -47,6 +47,12 @@ demo: setup
 local: setup
 	$(VENV)/bin/ledgerlink local
 
+# Ten minutes of captures from 50 businesses while the simulators fail at random, then the audit
+# (results: bench/RESULTS.md).
+.PHONY: soak
+soak: setup
+	$(VENV)/bin/ledgerlink soak --duration 600 --businesses 50
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check shared functions

@@ -47,6 +47,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(port=args.port)
 
 
+def _soak(args: argparse.Namespace) -> int:
+    from sandbox.soak import main as soak
+
+    return soak(duration=args.duration, businesses=args.businesses, rate=args.rate, seed=args.seed)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ledgerlink", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="walk a full scenario through the local runtime")
     demo.add_argument("--port", type=int, default=0, help="API port (default: any free)")
     demo.set_defaults(run=_demo)
+
+    soak = commands.add_parser(
+        "soak", help="run the local runtime under load and random ledger faults, then audit every item"
+    )
+    soak.add_argument("--duration", type=float, default=600, help="seconds of load and faults (default 600)")
+    soak.add_argument(
+        "--businesses", type=int, default=50, help="businesses over the five ledgers (default 50)"
+    )
+    soak.add_argument("--rate", type=float, default=None, help="items captured per second (default 1.0)")
+    soak.add_argument("--seed", type=int, default=9, help="seed of the random load and faults")
+    soak.set_defaults(run=_soak)
 
     args = parser.parse_args(argv)
     return int(args.run(args))
