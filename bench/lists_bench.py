@@ -442,9 +442,9 @@ NOTES = (
     "naive import by nature; its ledger time is the budget's pacing at the refresh's share.",
     "Lambda time: a refresh hands a budget wait back to the queue where stopping loses nothing (at a",
     "list's start, or inside a paged fetch that resumes: Xero's and KashFlow's contacts), and sleeps",
-    "it out elsewhere (inside Sage's and FreeAgent's multi-call lists, KashFlow's items): hence their",
-    "10-29 s asleep. KashFlow's working time includes the ~400 stored fingerprints each delivery",
-    "looks up to compare its pages (one GetItem each; moto in-process makes them slow).",
+    "it out elsewhere (inside a multi-call list that cannot resume yet, such as FreeAgent's or",
+    "KashFlow's items): the asleep part. KashFlow's working time includes the stored fingerprints",
+    "each delivery looks up to compare its pages (one GetItem each; moto in-process makes them slow).",
 )
 
 
@@ -463,7 +463,7 @@ def render(results: list[LedgerResult], total_seconds: float, memory: dict[str, 
         "the other DynamoDB writes (per-list state, one call-budget counter update per ledger call, the",
         "refresh record, freshness and the next due time on the connection), counted by a botocore",
         "`before-call` hook. *Ledger time* is the simulated time the phase took, pacing by the call",
-        "budget included (the refresh may use half of each ten-second window). *Deliveries* are the",
+        "budget included (a refresh may use half of each budget window, 5 to 6.7 s by ledger). *Deliveries* are the",
         "refresh worker's SQS deliveries (a refresh hands each budget wait over 2 s back to the queue",
         "and carries on in the next); *Lambda s* is what they would be billed for: the simulated time",
         "slept inside them (shorter budget waits, waits inside a list fetch that cannot resume) plus",
