@@ -363,18 +363,16 @@ def render(results: list[RunResult], total_seconds: float) -> str:
 
 
 NOTES = (
-    "Why not 0.9 yet: publishing spends the per-connection call budget it shares with list refresh",
-    "(services/budget.py), which counts fixed ten-second windows sized so that no rolling minute can",
-    "pass Xero's 60: 8 calls a window, at most 48 a minute sustained, 0.8 of the limit. The batched",
-    "run without documents (60 calls in 69 s) ends before that costs much (0.87); with documents",
-    "(about 3,100 calls) it settles at the budget's 0.8. The one-call-per-item runs are held to the",
-    "same 48 calls a minute. Reaching 0.9 needs a budget that lets at least 54 calls a minute through",
-    "(for instance windows of 60/11 s with 5 calls each: a rolling minute meets at most 12 windows,",
-    "60 calls, and 55 a minute go through): a change to the shared budget, not to publishing. The",
-    "calls beyond one per bill and document are look-ups by key for items whose batch the budget",
+    "Publishing spends the per-connection call budget it shares with list refresh",
+    "(services/budget.py): fixed windows sized per ledger so that no rolling minute can pass the",
+    "ledger's limit; for Xero 11 windows a minute (5.45 s) of 5 calls each, at most 60 in any rolling",
+    "minute and 55 a minute sustained, 0.917 of the limit: the ceiling of a long run. The batched",
+    "run without documents is 60 calls, inside about one rolling minute, so it can reach the limit",
+    "itself (above 1.0 of the bound because its minute is counted from its first call to its last).",
+    "The calls beyond one per bill and document are look-ups by key for items whose batch the budget",
     "stopped half-way, made before sending them again (exactly once before speed). The simulator",
-    "never answered 429 and no bill or document was created twice. Wall times were taken on a",
-    "machine shared with other work.",
+    "counted every 429 it answered (the column) and every bill and document (duplicates in",
+    "brackets). Wall times were taken on a machine shared with other work.",
 )
 
 
