@@ -96,6 +96,14 @@ class UpstreamUnavailable(ServiceError):
     code = "ledger_unavailable"
 
 
+class LedgerBusy(ServiceError):
+    """The ledger kept rate limiting or failing for as long as the caller could wait; nothing was
+    stored, and starting the same step again in a minute is the cure."""
+
+    status = 503
+    code = "ledger_busy"
+
+
 # --- Ledger errors -------------------------------------------------------------------------------
 
 
@@ -117,11 +125,19 @@ class RateLimited(LedgerError):
     """The ledger asked us to slow down; try again after ``retry_after`` seconds."""
 
     def __init__(
-        self, message: str, *, retry_after: float, provider: str | None = None, limit: str | None = None
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        provider: str | None = None,
+        limit: str | None = None,
+        stated: bool = True,
     ):
         super().__init__(message, provider=provider, status=429)
         self.retry_after = retry_after
         self.limit = limit
+        # False: the ledger sent no Retry-After and ``retry_after`` is our own cautious guess.
+        self.stated = stated
 
 
 class Unavailable(LedgerError):
@@ -131,6 +147,21 @@ class Unavailable(LedgerError):
 class TokenEndpointUnavailable(Unavailable):
     """The ledger's token endpoint failed (5xx, timeout): access cannot be renewed right now, so
     the connection is ``refresh_failing`` until a refresh succeeds."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status: int | None = None,
+        unprocessed: bool = False,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, provider=provider, status=status)
+        # True only when the ledger clearly did not take the request (a 503 with Retry-After, a
+        # refused connection), so sending it again cannot spend a single-use code twice.
+        self.unprocessed = unprocessed
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

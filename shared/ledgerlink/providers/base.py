@@ -8,6 +8,8 @@ import email.utils
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, timedelta
 from decimal import Decimal
@@ -41,6 +43,16 @@ USER_AGENT = "ledgerlink/0.1 (+https://github.com/ledgerlink/ledgerlink)"
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 8.0
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
+# The OAuth callback runs while the Admin's browser waits behind API Gateway, which gives up on the
+# integration at 29 s; and the ledger's authorization code dies soon after it was issued (Xero and
+# Sage: about a minute). The code exchange and the organisation look-up together, waits and attempts
+# included, get this long, which leaves room for a cold start and our own writes.
+CALLBACK_BUDGET_SECONDS = 20.0
+# Under a time budget, a retry that would start with less than this left is not made: the attempt
+# could not finish, and the caller is better told now.
+MIN_ATTEMPT_SECONDS = 2.0
+# When the calls on this thread must be done by (a clock timestamp), set by ``time_budget``.
+_DEADLINE: ContextVar[float | None] = ContextVar("ledger_call_deadline", default=None)
 
 
 @dataclass
@@ -144,17 +156,73 @@ class LedgerAdapter(ABC):
     def exchange_code(
         self, *, code: str, redirect_uri: str, code_verifier: str | None, callback_params: Mapping[str, str]
     ) -> TokenSet:
+        """Trade the authorization code for tokens. A 429, or a failure where the ledger clearly did
+        not take the request (a 503 with Retry-After, a refused connection), is retried inside the
+        time budget. Nothing else is: when the ledger may have taken the code and its answer was lost
+        (a timeout, a 500), the code is spent and a repeat could only be refused, and a refusal
+        (invalid_grant, invalid_client) stays a refusal."""
         assert self.config.token_url is not None
         client = self._oauth_client(redirect_uri=redirect_uri)
         extra: dict[str, Any] = {}
         if self.config.pkce and code_verifier:
             extra["code_verifier"] = code_verifier
-        token = self._call_token_endpoint(
-            lambda: client.fetch_token(
-                self.config.token_url, code=code, grant_type="authorization_code", **extra
-            )
-        )
-        return self.token_set_from(token, callback_params=callback_params)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                token = self._call_token_endpoint(
+                    lambda: client.fetch_token(
+                        self.config.token_url,
+                        code=code,
+                        grant_type="authorization_code",
+                        timeout=self._attempt_timeout(),
+                        **extra,
+                    )
+                )
+                return self.token_set_from(token, callback_params=callback_params)
+            except RateLimited as limited:
+                wait = limited.retry_after if limited.stated else _backoff_seconds(attempt)
+                self._retry_or_raise(limited, attempt, wait)
+            except TokenEndpointUnavailable as failed:
+                if not failed.unprocessed:
+                    raise
+                wait = failed.retry_after if failed.retry_after is not None else _backoff_seconds(attempt)
+                self._retry_or_raise(failed, attempt, wait)
+
+    def _retry_or_raise(self, error: LedgerError, attempt: int, wait: float) -> None:
+        """Wait ``wait`` seconds before another attempt, or raise ``error`` when the attempts, the
+        longest wait we sit through inline, or the time budget do not allow one."""
+        if (
+            attempt >= self.config.max_attempts
+            or wait > self.config.max_inline_wait_seconds
+            or not self._fits_budget(wait)
+        ):
+            raise error
+        logger.info("ledger busy, retrying", provider=self.provider, reason=type(error).__name__, wait=wait)
+        self._sleep(wait)
+
+    @contextmanager
+    def time_budget(self, seconds: float) -> Iterator[None]:
+        """Calls made inside retry only while another attempt fits in ``seconds`` from now, and each
+        attempt's timeout shrinks to what is left: for calls a person is waiting on."""
+        token = _DEADLINE.set(self._clock.now().timestamp() + seconds)
+        try:
+            yield
+        finally:
+            _DEADLINE.reset(token)
+
+    def _time_left(self) -> float | None:
+        deadline = _DEADLINE.get()
+        return None if deadline is None else deadline - self._clock.now().timestamp()
+
+    def _fits_budget(self, wait: float) -> bool:
+        left = self._time_left()
+        return left is None or wait + MIN_ATTEMPT_SECONDS <= left
+
+    def _attempt_timeout(self) -> float:
+        left = self._time_left()
+        timeout = self.config.request_timeout_seconds
+        return timeout if left is None else max(MIN_ATTEMPT_SECONDS, min(timeout, left))
 
     def refresh_tokens(self, tokens: TokenSet) -> TokenSet:
         assert self.config.token_url is not None
@@ -240,14 +308,23 @@ class LedgerAdapter(ABC):
         # authlib would try to parse a 5xx page or a 429 as a token; turn them into our errors first.
         if response.status_code == 429:
             count(LEDGER_RATE_LIMITED)
+            stated = _retry_after_seconds(response, self._clock)
             raise RateLimited(
                 "the ledger's token endpoint is rate limiting",
-                retry_after=_retry_after_seconds(response, self._clock) or 60.0,
+                retry_after=60.0 if stated is None else stated,
                 provider=self.provider,
+                stated=stated is not None,
             )
         if response.status_code >= 500:
+            retry_after = _retry_after_seconds(response, self._clock)
             raise TokenEndpointUnavailable(
-                f"token endpoint answered {response.status_code}", provider=self.provider
+                f"token endpoint answered {response.status_code}",
+                provider=self.provider,
+                status=response.status_code,
+                # A 503 that says when to come back is the ledger turning the request away; any
+                # other 5xx may come after it acted on the request.
+                unprocessed=response.status_code == 503 and retry_after is not None,
+                retry_after=retry_after,
             )
         if response.status_code == 401:
             raise LedgerError(
@@ -269,7 +346,11 @@ class LedgerAdapter(ABC):
             raise LedgerError(f"token request failed: {error.error}", provider=self.provider) from error
         except httpx.TransportError as error:
             raise TokenEndpointUnavailable(
-                f"token endpoint unreachable: {type(error).__name__}", provider=self.provider
+                f"token endpoint unreachable: {type(error).__name__}",
+                provider=self.provider,
+                # No connection was made, so the request never reached the ledger; a read timeout
+                # or a dropped connection may come after the ledger acted on it.
+                unprocessed=isinstance(error, httpx.ConnectError | httpx.ConnectTimeout),
             ) from error
 
     # --- API calls -----------------------------------------------------------------------------
@@ -310,11 +391,10 @@ class LedgerAdapter(ABC):
                     json=json,
                     content=content,
                     headers=request_headers,
-                    timeout=self.config.request_timeout_seconds,
+                    timeout=self._attempt_timeout(),
                 )
             except httpx.TransportError as error:
-                if safe and not last_attempt:
-                    self._backoff(attempt, reason=type(error).__name__)
+                if safe and not last_attempt and self._backoff(attempt, reason=type(error).__name__):
                     continue
                 raise Unavailable(
                     f"{self.provider} did not answer: {type(error).__name__}", provider=self.provider
@@ -328,7 +408,12 @@ class LedgerAdapter(ABC):
                 wait = _retry_after_seconds(response, self._clock)
                 if wait is None:
                     wait = _backoff_seconds(attempt)
-                if safe and not last_attempt and wait <= self.config.max_inline_wait_seconds:
+                if (
+                    safe
+                    and not last_attempt
+                    and wait <= self.config.max_inline_wait_seconds
+                    and self._fits_budget(wait)
+                ):
                     logger.info("rate limited, waiting", provider=self.provider, retry_after=wait)
                     self._sleep(wait)
                     continue
@@ -339,8 +424,7 @@ class LedgerAdapter(ABC):
                     limit=self.rate_limit_name(response),
                 )
             if response.status_code in RETRYABLE_STATUSES:
-                if safe and not last_attempt:
-                    self._backoff(attempt, reason=str(response.status_code))
+                if safe and not last_attempt and self._backoff(attempt, reason=str(response.status_code)):
                     continue
                 raise Unavailable(
                     f"{self.provider} answered {response.status_code}",
@@ -352,10 +436,14 @@ class LedgerAdapter(ABC):
             return response
         raise Unavailable(f"{self.provider} kept failing", provider=self.provider)  # pragma: no cover
 
-    def _backoff(self, attempt: int, *, reason: str) -> None:
+    def _backoff(self, attempt: int, *, reason: str) -> bool:
+        """Back off before another attempt; False (no wait) when the time budget has no room for it."""
         wait = _backoff_seconds(attempt)
+        if not self._fits_budget(wait):
+            return False
         logger.info("transient ledger failure, backing off", provider=self.provider, reason=reason, wait=wait)
         self._sleep(wait)
+        return True
 
     def map_error(self, response: httpx.Response) -> LedgerError:
         """Turn a 4xx into our error family. Ledgers override to read their own error format."""

@@ -34,9 +34,13 @@ from ledgerlink.errors import (
     InvalidOAuthState,
     InvalidRequest,
     InvalidState,
+    LedgerBusy,
     LedgerError,
     OAuthDenied,
+    RateLimited,
     ResourceNotFound,
+    ServiceError,
+    Unavailable,
     Unprocessable,
 )
 from ledgerlink.models.common import ProviderName
@@ -44,7 +48,7 @@ from ledgerlink.models.connection import Connection, ConnectionStatus, Organisat
 from ledgerlink.models.tokens import TokenSet
 from ledgerlink.observability import logger
 from ledgerlink.providers import registry
-from ledgerlink.providers.base import LedgerAdapter
+from ledgerlink.providers.base import CALLBACK_BUDGET_SECONDS, LedgerAdapter
 from ledgerlink.services.connection_status import ConnectionStatusKeeper
 from ledgerlink.services.ledgers import Ledgers
 from ledgerlink.services.licences import LicenceService
@@ -217,13 +221,54 @@ class ConnectionService:
             raise InvalidRequest("the callback has no authorization code", field="code")
 
         adapter = self._ledgers.adapter(state.provider)
-        tokens = adapter.exchange_code(
-            code=code,
-            redirect_uri=state.redirect_uri,
-            code_verifier=state.code_verifier.get_secret_value() if state.code_verifier else None,
-            callback_params=params,
-        )
-        organisations = adapter.organisations(tokens)
+        ledger = adapter.capabilities.display_name
+        # The state stays consumed whatever happens below: the code it came with is single use, so a
+        # failed callback is cured only by starting the connection again (a new state, a new code),
+        # which nothing stored here stands in the way of.
+        failure: ServiceError
+        try:
+            with adapter.time_budget(CALLBACK_BUDGET_SECONDS):
+                tokens = adapter.exchange_code(
+                    code=code,
+                    redirect_uri=state.redirect_uri,
+                    code_verifier=state.code_verifier.get_secret_value() if state.code_verifier else None,
+                    callback_params=params,
+                )
+                organisations = adapter.organisations(tokens)
+        except (RateLimited, Unavailable) as busy:
+            # Retried inside the budget already; the tokens (if any) are dropped unstored.
+            logger.warning(
+                "ledger busy during the OAuth callback",
+                provider=state.provider.value,
+                error_type=type(busy).__name__,
+                status=busy.status,
+            )
+            failure = LedgerBusy(
+                f"{ledger} is busy; start the connection again in a minute",
+                field="provider",
+                details={"provider": state.provider.value},
+            )
+        except AuthRevoked as refused:
+            logger.info("ledger refused the sign-in", provider=state.provider.value)
+            failure = OAuthDenied(
+                f"{ledger} did not accept this sign-in (it was already used or has expired); "
+                "start the connection again",
+                details={"provider": state.provider.value, "reason": refused.message},
+            )
+        else:
+            return self._finish_callback(state, adapter, tokens, organisations)
+        if state.return_url:
+            return CallbackResult(
+                status="denied",
+                connection=None,
+                redirect_to=_with_query(state.return_url, status=failure.code),
+            )
+        raise failure
+
+    def _finish_callback(
+        self, state: OAuthState, adapter: LedgerAdapter, tokens: TokenSet, organisations: list[Organisation]
+    ) -> CallbackResult:
+        """Act on the sign-in's purpose with the tokens and organisations it brought."""
         if not organisations:
             raise InvalidRequest(
                 f"the {state.provider.value} consent covers no organisation; choose one and retry"
