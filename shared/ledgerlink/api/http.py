@@ -47,6 +47,7 @@ ERROR_RESPONSES: dict[int, OpenAPIResponse] = {
         422: "Invalid content",
         500: "Failed on our side",
         502: "The ledger could not complete the request",
+        503: "The ledger is busy or down for now: try again in a minute",
     }.items()
 }
 
