@@ -113,7 +113,13 @@ class SoakConfig:
     rate: float = 1.0  # items captured per second, over all businesses
     fault_every: float = 10.0  # seconds between random faults
     down_seconds: float = 60.0  # the one ledger outage
-    settle_timeout: float = 600.0  # after the load: time allowed for every item to settle
+    # After the load, every item must reach a final state. Settling goes on while it makes
+    # progress: it stops when the pending items have not moved for max(settle_stall,
+    # settle_per_item x pending) seconds, or at the hard limit settle_timeout.
+    settle_timeout: float = 3600.0
+    settle_stall: float = 180.0
+    settle_per_item: float = 10.0
+    settle_poll: float = 10.0
     # Memory bound: the runtime's RSS may grow this much over its level after set-up (the moto
     # tables, queues and simulator books legitimately grow with the items they hold).
     rss_growth_limit_mb: float = 400.0
@@ -147,6 +153,7 @@ class SoakReport:
     reconnects: int = 0
     held_released: int = 0
     republished: int = 0
+    late_published: int = 0  # not published on the last read, published when read again
     connections: dict[str, int] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
     # Why the items that were not published were not: "status code: message" -> count.
@@ -478,6 +485,7 @@ class Soak:
         down_seconds = min(self.config.down_seconds, duration / 3)
         down: tuple[str, list[int], float] | None = None
         down_done = False
+        revoked: set[str] = set()
         cycle: list[str] = []
         while not self._stop_load.wait(self.config.fault_every * (0.5 + self.rng.random())):
             now = time.monotonic()
@@ -490,7 +498,10 @@ class Soak:
                 self.log(f"{provider} is back up")
                 down = None
             if not down_done and now >= down_at:
-                provider = self.rng.choice([ledger.provider for ledger in LEDGERS])
+                # Not a ledger whose consent was revoked: its businesses wait for a reconnect and
+                # would not call it while it is down (with one business per ledger, none would).
+                up = [ledger.provider for ledger in LEDGERS if ledger.provider not in revoked]
+                provider = self.rng.choice(up or [ledger.provider for ledger in LEDGERS])
                 ids = self.inject(provider, "ledger down", {"kind": "503", "path": "*", "count": None})
                 down, down_done = (provider, ids, now + down_seconds), True
                 self._count_injected("ledger down")
@@ -507,6 +518,8 @@ class Soak:
                 ledger.provider for ledger in LEDGERS if kind != "revoke" or ledger.provider in REVOCABLE
             ]
             provider = self.rng.choice(providers)
+            if kind == "revoke":
+                revoked.add(provider)
             self._inject_random(provider, kind)
 
     def _count_injected(self, label: str) -> None:
@@ -595,45 +608,78 @@ class Soak:
         for label, fired in self._fired.items():
             self.report.faults.setdefault(label, {"injected": 0, "fired": 0})["fired"] = fired
 
+    def _unsettled(self, item: dict[str, Any], view: dict[str, Any] | None) -> str | None:
+        """Why an item is not in a final state yet (None when it is): published (with its document
+        attached or the failure to attach explained), or failed/rejected with its reason."""
+        if view is None:
+            return "missing"  # still on the queue, not yet recorded
+        status = view["status"]
+        if status not in TERMINAL:
+            return str(status)
+        if status == "published" and "document" in item and not view.get("attachment_id"):
+            return None if view.get("last_error") else "published, document not attached yet"
+        return None
+
     def settle(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """Faults are off: reconnect what needs it, publish again what was given up on (once),
-        and wait until every captured item has settled."""
-        deadline = time.monotonic() + self.config.settle_timeout
+        """Faults are off: reconnect what needs it, publish again what was given up on (once), and
+        wait until every captured item is in a final state. The wait is bounded by the progress
+        it makes, not by a fixed time: it ends when the items still pending have not moved for a
+        stall allowance proportional to how many there are (the local runtime publishes one
+        invocation at a time), or at the hard limit. Returns the views of the last pass, in which
+        every item is final unless a problem says which are not."""
+        started = time.monotonic()
+        hard_deadline = started + self.config.settle_timeout
         republished: set[str] = set()
+        views: dict[str, dict[str, dict[str, Any]]] = {}
+        pending: dict[str, str] = {}  # item id -> why it is not final
+        best, progressed_at = None, started
         while True:
             for business in self.businesses:
+                if time.monotonic() >= hard_deadline:
+                    break
                 try:
                     self.reconnect_if_needed(business)
                 except (DemoFailed, httpx.HTTPError) as error:
                     self.log(f"{business.business_id}: reconnect failed: {error}")
-            every_view = {b.business_id: self.views(b) for b in self.businesses}
-            unsettled = 0
+            pending = {}
             for business in self.businesses:
-                seen = every_view[business.business_id]
+                seen = views.get(business.business_id)
+                # A business whose items were all final on the last pass stays final, except
+                # that the final pass (below) reads every business again.
+                if seen is None or any(self._unsettled(i, seen.get(k)) for k, i in business.captured.items()):
+                    seen = views[business.business_id] = self.views(business)
                 for item_id, item in business.captured.items():
                     view = seen.get(item_id)
-                    status = view["status"] if view else "missing"
-                    if status == "failed" and item_id not in republished:
+                    if view is not None and view["status"] == "failed" and item_id not in republished:
                         # The hint says: publish it again when the ledger is back. It is back.
                         _ok(business.api.post(f"/v1/items/{item_id}/publish"), 202)
                         republished.add(item_id)
-                        unsettled += 1
-                    elif status not in TERMINAL or (
-                        status == "published"
-                        and "document" in item
-                        and not view.get("attachment_id")
-                        and not view.get("last_error")
-                    ):
-                        unsettled += 1
-            if not unsettled:
+                        pending[item_id] = "published again"
+                        continue
+                    why = self._unsettled(item, view)
+                    if why:
+                        pending[item_id] = why
+            now = time.monotonic()
+            if not pending:
                 break
-            if time.monotonic() >= deadline:
-                self.log(f"{unsettled} items still unsettled after {self.config.settle_timeout:.0f}s")
+            if best is None or len(pending) < best:
+                best, progressed_at = len(pending), now
+            stall_limit = max(self.config.settle_stall, self.config.settle_per_item * len(pending))
+            if now >= hard_deadline or now - progressed_at >= stall_limit:
                 break
-            self.log(f"settling: {unsettled} items not settled yet")
-            time.sleep(10)
+            self.log(f"settling: {len(pending)} items not final yet ({dict(Counter(pending.values()))})")
+            time.sleep(self.config.settle_poll)
         self.report.republished = len(republished)
-        return every_view
+        if pending:
+            waited = time.monotonic() - started
+            shown = ", ".join(f"{k} ({v})" for k, v in sorted(pending.items())[:20])
+            self.report.problems.append(
+                f"{len(pending)} items still not final after {waited:.0f}s of settling "
+                f"(no progress for {time.monotonic() - progressed_at:.0f}s): {shown}"
+            )
+        # The last read of every business, after everything is final; the ledgers' write logs
+        # are read only after it, so an item published per this read must be in its ledger.
+        return {b.business_id: self.views(b) for b in self.businesses}
 
     def audit(self, every_view: dict[str, dict[str, dict[str, Any]]]) -> None:
         report = self.report
@@ -694,7 +740,9 @@ class Soak:
                     continue
                 counts[view["status"]] += 1
                 attached += self._check_item(provider, item, view, documents.get(item["reference"], 0))
-        if attachments > attached:
+        if attachments != attached:
+            # More: a document attached twice (or attached to nothing we know); fewer: an item
+            # that says its document is attached while the ledger has no such attachment.
             problems.append(
                 f"{provider}: {attachments} attachments written for {attached} attached documents"
             )
@@ -708,16 +756,28 @@ class Soak:
         }
         return counts
 
+    def _business_of(self, item_id: str) -> Business:
+        return next(b for b in self.businesses if item_id in b.captured)
+
     def _check_item(self, provider: str, item: dict[str, Any], view: dict[str, Any], in_ledger: int) -> int:
         """Problems with one item; returns 1 when its document is attached in the ledger."""
         problems, item_id, status = self.report.problems, item["id"], view["status"]
         error = view.get("last_error") or {}
         if status != "published":
+            if in_ledger:
+                # Read it again: a race (it published after the last read) is not a fault; an item
+                # that says it was not published while its bill is in the ledger is.
+                again = _ok(self._business_of(item_id).api.get(f"/v1/items/{item_id}"))
+                if again["status"] != "published" or in_ledger != 1:
+                    problems.append(
+                        f"{item_id} is {again['status']} but {in_ledger} documents reached {provider}"
+                    )
+                    return 0
+                self.report.late_published += 1
+                return self._check_item(provider, item, again, in_ledger)
             why = f"{status} {error.get('code')}: {(error.get('ledger_message') or error.get('message') or '')[:160]}"
             with self._lock:
                 self.report.explanations[why] = self.report.explanations.get(why, 0) + 1
-            if in_ledger:
-                problems.append(f"{item_id} is {status} but reached {provider}")
             if not (error.get("message") and error.get("hint")):
                 problems.append(f"{item_id} is {status} with no explanation: {view.get('last_error')}")
             return 0
@@ -828,7 +888,8 @@ def summary(report: SoakReport) -> list[str]:
         f"items captured: {report.captured} ({report.with_document} with a PDF, {report.resent} sent twice)",
         "- outcomes: "
         + ", ".join(f"{status} {n}" for status, n in report.outcomes.items())
-        + f"; given up on during the faults and published again after: {report.republished}",
+        + f"; given up on during the faults and published again after: {report.republished}"
+        + f"; not published on the last read but published when read again: {report.late_published}",
         "- faults (rules injected / times fired): "
         + ", ".join(
             f"{label} {entry['injected']}/{entry['fired']}" for label, entry in sorted(report.faults.items())
