@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from tests.integration.conftest import Service
-from tests.integration.helpers import cost_item
+from tests.integration.helpers import by_code, cost_item, records
 
 SUPPLIER = "Avon Security & Sons"  # a seeded Xero supplier
 
@@ -44,3 +44,22 @@ def test_a_batch_whose_answer_was_lost_before_consent_was_revoked_is_not_sent_ag
         if w["action"] == "create" and w["body"]["Type"] == "ACCPAY"
     )
     assert bills == {"INV-soak-a": 1, "INV-soak-b": 1, "INV-soak-c": 1}
+
+
+def test_an_item_coded_to_a_xero_system_account_is_rejected_before_it_reaches_the_ledger(service: Service):
+    """The first soak's runtime predated the fix: Xero's Debtors Control (type CURRENT, which codes
+    costs) was offered as a cost category, items coded with it went out, and Xero refused them
+    ("Account code '1100' cannot be used on line items"). A system account is usable for nothing,
+    so the coding check refuses such an item before any call to the ledger."""
+    service.connect_xero()
+    api = service.client()
+    debtors = by_code(api, "categories", "610")
+    assert debtors["raw"]["SystemAccount"] == "DEBTORS" and debtors["usable_for"] == []
+    assert debtors["id"] not in {r["id"] for r in records(api, "categories", usable_for="cost")}
+
+    api.post("/v1/items", json={"item": cost_item(api, "debtors", category_code="610"), "publish": True})
+    service.drain()
+    view = api.get("/v1/items/debtors").json()
+    assert view["status"] == "rejected", view
+    assert view["last_error"]["code"] == "category_not_allowed", view["last_error"]
+    assert not [w for w in service.xero.writes(kind="Invoice") if w["action"] == "create"]
