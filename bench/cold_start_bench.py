@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.results import write_section
 from infra.api_routes import FunctionName
 from infra.constants import FUNCTIONS_DIR, SHARED_PACKAGE_DIR
 
 RUNS = 15
 GOAL = 1.15
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Cold start (issue 9)"
 COMMAND = ".venv/bin/python -m bench.cold_start_bench"
 
@@ -240,23 +240,12 @@ the layer with the runtime's own Python and shipping its bytecode is the next le
 """
 
 
-def write_section(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section.rstrip("\n") + ("\n" + text[end:] if end >= 0 else "\n")
-    RESULTS.write_text(text)
-
-
 def main() -> None:
     started = time.perf_counter()
     results = run()
     section = report(results, time.perf_counter() - started)
     print(section)
-    write_section(section)
+    write_section(SECTION, section)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import io
 import json
 import os
 import platform
-import re
 import sys
 import time
 import tracemalloc
@@ -38,13 +37,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
 from moto import mock_aws
 
+from bench.results import write_section
 from infra.api_routes import FunctionName
 from ledgerlink.models.common import ListType, ProviderName
 from ledgerlink.observability import logger
@@ -66,7 +65,6 @@ API_HOST = "127.0.0.1"
 API_URL = f"http://{API_HOST}:8000"
 BUSINESS = "bench-biz"
 CHANGES = 100
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Lists refresh (issue 5)"
 COMMAND = ".venv/bin/python -m bench.lists_bench"
 KASHFLOW_LOGIN = {"username": "demo", "password": "demo-password", "memorable_word": "ledgerlink"}
@@ -526,17 +524,6 @@ def render(results: list[LedgerResult], total_seconds: float, memory: dict[str, 
     return "\n".join(lines) + "\n"
 
 
-def write_results(section: str) -> None:
-    existing = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    pattern = re.compile(rf"{re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.DOTALL)
-    updated = (
-        pattern.sub(lambda _m: section.rstrip("\n"), existing)
-        if pattern.search(existing)
-        else (existing.rstrip("\n") + "\n\n" + section)
-    )
-    RESULTS.write_text(updated.rstrip("\n") + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     providers = (argv if argv is not None else sys.argv[1:]) or list(PROVIDER_ORDER)
     speed_up_moto_dynamodb()
@@ -570,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
                 memory[provider] = peak_memory(provider)
     section = render(results, time.perf_counter() - started, memory)
     if len(results) == len(PROVIDER_ORDER):
-        write_results(section)
+        write_section(SECTION, section)
     print(section)
     return 0
 

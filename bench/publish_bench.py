@@ -30,7 +30,6 @@ import contextlib
 import io
 import os
 import platform
-import re
 import sys
 import time
 from collections import Counter
@@ -39,13 +38,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
 from moto import mock_aws
 
+from bench.results import write_section
 from infra.api_routes import FunctionName
 from infra.constants import FUNCTION_TIMEOUT_SECONDS
 from ledgerlink.models.items import CapturedItem
@@ -68,7 +67,6 @@ API_URL = f"http://{API_HOST}:8000"
 XERO_HOST = "xero.sim"
 BUSINESS = "bench-publish"
 ITEMS = 3000
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Publishing (issue 6)"
 COMMAND = ".venv/bin/python -m bench.publish_bench"
 MINUTE_LIMIT = 60
@@ -376,17 +374,6 @@ NOTES = (
 )
 
 
-def write_results(section: str) -> None:
-    existing = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    pattern = re.compile(rf"{re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.DOTALL)
-    updated = (
-        pattern.sub(lambda _m: section.rstrip("\n"), existing)
-        if pattern.search(existing)
-        else (existing.rstrip("\n") + "\n\n" + section)
-    )
-    RESULTS.write_text(updated.rstrip("\n") + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--items", type=int, default=ITEMS)
@@ -417,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     section = render(results, time.perf_counter() - started)
     if args.items == ITEMS:
-        write_results(section)
+        write_section(SECTION, section)
     print(section)
     return 0
 
