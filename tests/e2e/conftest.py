@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ READY = "Mint a sign-in token"
 START_ATTEMPTS = 3
 
 
-def _start() -> tuple[subprocess.Popen[str], list[str]]:
+def _start(*, auto_consent: bool) -> tuple[subprocess.Popen[str], list[str]]:
     """The runtime process and its output so far, once it is serving (or has stopped)."""
     # The simulators bind free ports themselves (0); the API's port goes into the OAuth callback
     # URLs before it is bound, so it is chosen here, and another process may take it meanwhile.
@@ -34,7 +35,7 @@ def _start() -> tuple[subprocess.Popen[str], list[str]]:
             str(free_port()),
             "--simulator-port",
             "0",
-            "--auto-consent",
+            *(["--auto-consent"] if auto_consent else []),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -66,11 +67,12 @@ def _stop(process: subprocess.Popen[str]) -> None:
         process.kill()
 
 
-@pytest.fixture(scope="module")
-def local() -> Iterator[dict[str, str]]:
-    """The runtime's printed URLs: ``API`` and one per ledger simulator."""
+@contextmanager
+def running_local(*, auto_consent: bool) -> Iterator[dict[str, str]]:
+    """`ledgerlink local` for the length of the block: its printed URLs, ``API`` and one per ledger
+    simulator. Without auto-consent, sign-ins go through the simulators' consent pages."""
     for _attempt in range(START_ATTEMPTS):
-        process, output = _start()
+        process, output = _start(auto_consent=auto_consent)
         if any(line.startswith(READY) for line in output):
             break
         _stop(process)
@@ -89,3 +91,10 @@ def local() -> Iterator[dict[str, str]]:
         }
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[dict[str, str]]:
+    """The runtime's printed URLs, with the simulators approving sign-ins at once."""
+    with running_local(auto_consent=True) as urls:
+        yield urls

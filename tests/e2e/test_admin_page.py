@@ -13,9 +13,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox.local import free_port
+from tests.e2e.conftest import running_local
 
 pytestmark = pytest.mark.e2e
 
@@ -55,60 +52,16 @@ SHARED_KASHFLOW_BUSINESS = "page-kashflow-shared"
 # --- the runtime and the browser ------------------------------------------------------------------
 
 
-def _start_local() -> tuple[subprocess.Popen[str], list[str], bool]:
-    """`ledgerlink local` on a free API port (simulators on any free ports), and whether it started."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.cli", "local", "--port", str(free_port())],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    output: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line)
-            if line.startswith("Mint a sign-in token"):
-                ready.set()
-        ready.set()  # it ended: stop waiting
-
-    threading.Thread(target=read, daemon=True).start()
-    ready.wait(120)
-    return process, output, process.poll() is None and any(line.startswith("Mint") for line in output)
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 @pytest.fixture(scope="module")
 def local() -> Iterator[dict[str, str]]:
     """`ledgerlink local` as a user starts it, without --auto-consent."""
-    for _attempt in range(3):  # another program may take the free port before the runtime binds it
-        process, output, started = _start_local()
-        if started:
-            break
-        _stop(process)
-    assert started, "ledgerlink local did not start:\n" + "".join(output[-40:])
-    try:
-        urls = {
-            words[0]: words[1]
-            for words in (line.split() for line in output)
-            if words and words[0] in ("API", *LEDGERS)
-        }
+    with running_local(auto_consent=False) as urls:
         urls["base"] = urls["API"].removesuffix("/v1")
         # One business connected to KashFlow (its login, no consent page) right away, so its first
         # import runs while the first flows are busy with consent pages; flows that only read
         # lists share it (see kashflow_business).
         connect_kashflow_by_api(urls, SHARED_KASHFLOW_BUSINESS)
         yield urls
-    finally:
-        _stop(process)
 
 
 @pytest.fixture(scope="module")
