@@ -43,11 +43,11 @@ import boto3
 import httpx
 from moto import mock_aws
 
+from bench.harness import installed_runtime, restored_environ
 from bench.results import write_section
 from infra.api_routes import FunctionName
 from ledgerlink.models.common import ListType, ProviderName
 from ledgerlink.observability import logger
-from ledgerlink.runtime import Runtime, install_runtime
 from ledgerlink.services.budget import CallPurpose
 from ledgerlink.storage.dynamo import Table
 from ledgerlink.storage.lists import ListRepository
@@ -272,18 +272,9 @@ class Bench:
         return int(lists[ListType.CONTACTS.value]["record_count"])
 
 
-def _sleep_on(clock: SimClock) -> Callable[[float], None]:
-    def sleep(seconds: float) -> None:
-        # Budget waits and Retry-After move simulated time only: the wall time measured is the work.
-        clock.advance(seconds)
-
-    return sleep
-
-
 @contextmanager
 def bench_for(provider: str) -> Iterator[Bench]:
-    saved_env = dict(os.environ)
-    with mock_aws():
+    with restored_environ(), mock_aws():
         session = boto3.session.Session(region_name=REGION)
         queue_time = SimulatedQueueTime(session)
         resources = create_resources(session)
@@ -300,15 +291,8 @@ def bench_for(provider: str) -> Iterator[Bench]:
         transport = RoutingTransport({host: simulator.transport()})
         env = Bench(provider, session, resources, clock, simulator, transport, writes, queue_time)
         transport.add(API_HOST, httpx.WSGITransport(app=LocalGateway(env.host)))
-        install_runtime(
-            Runtime(clock=clock, http_transport=transport, sleep=_sleep_on(clock), boto3_session=session)
-        )
-        try:
+        with installed_runtime(clock, transport, session):
             yield env
-        finally:
-            install_runtime(None)
-            os.environ.clear()
-            os.environ.update(saved_env)
 
 
 # --- 100 changes in each simulator --------------------------------------------------------------

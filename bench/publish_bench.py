@@ -33,7 +33,7 @@ import platform
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,13 +44,13 @@ import boto3
 import httpx
 from moto import mock_aws
 
+from bench.harness import installed_runtime, restored_environ
 from bench.results import write_section
 from infra.api_routes import FunctionName
 from infra.constants import FUNCTION_TIMEOUT_SECONDS
 from ledgerlink.models.items import CapturedItem
 from ledgerlink.observability import logger
 from ledgerlink.providers.xero import XeroAdapter
-from ledgerlink.runtime import Runtime, install_runtime
 from ledgerlink.wiring import item_service, publisher
 from sandbox.aws_resources import REGION, create_resources
 from sandbox.devauth import mint_token
@@ -149,19 +149,10 @@ def _unplug_event_queue(session: Any, resources: Any) -> None:
             events.remove_targets(Rule=rule["Name"], EventBusName=resources.event_bus_name, Ids=ids)
 
 
-def _sleep_on(clock: SimClock) -> Callable[[float], None]:
-    def sleep(seconds: float) -> None:
-        # Budget waits and Retry-After move simulated time only: the wall time measured is the work.
-        clock.advance(seconds)
-
-    return sleep
-
-
 @contextmanager
 def bench_env() -> Iterator[Bench]:
     """A fresh moto account and a fresh Xero organisation (its own rate-limit windows)."""
-    saved_env = dict(os.environ)
-    with mock_aws():
+    with restored_environ(), mock_aws():
         session = boto3.session.Session(region_name=REGION)
         resources = create_resources(session)
         _unplug_event_queue(session, resources)
@@ -178,15 +169,8 @@ def bench_env() -> Iterator[Bench]:
         transport = RoutingTransport({XERO_HOST: simulator.transport()})
         env = Bench(session, resources, clock, simulator, transport)
         transport.add(API_HOST, httpx.WSGITransport(app=LocalGateway(env.host)))
-        install_runtime(
-            Runtime(clock=clock, http_transport=transport, sleep=_sleep_on(clock), boto3_session=session)
-        )
-        try:
+        with installed_runtime(clock, transport, session):
             yield env
-        finally:
-            install_runtime(None)
-            os.environ.clear()
-            os.environ.update(saved_env)
 
 
 def _records(api: httpx.Client, list_type: str) -> list[dict[str, Any]]:
