@@ -78,6 +78,8 @@ UNCONFIRMED behaviours — each a setting whose default is the stricter choice:
   second attachment (POST replaces), so a blind retry of an upload shows up as a duplicate.
 * ``X-Rate-Limit-Problem`` spellings for the app-wide and concurrency limits (``appminute``,
   ``concurrent``) are not confirmed; ``minute`` and ``day`` are [src].
+* An organisation without Projects (``XeroOrganisation.projects_enabled = False``) answers every
+  Projects API call 403 with a problem body; what Xero answers there is not in a primary source.
 * The bodies of 429, 404, idempotency-conflict (400) and attachment-limit errors are not
   documented; the simulator uses the problem-details shape of Xero's 401/403 bodies or plain
   text, and the ``ValidationException`` envelope where a validation message fits.
@@ -729,6 +731,8 @@ class XeroSimulator(LedgerSimulator):
             readers, writers = _SCOPE_GROUPS[matched[0].scope_group]
             if not set(access.scope) & (writers if matched[0].writes else readers):
                 return _problem(401, "Unauthorized", "AuthorizationUnsuccessful")
+        if matched is not None and matched[0].scope_group == "projects" and not org.projects_enabled:
+            return _problem(403, "Forbidden", "Projects is not enabled for this organisation")
 
         # Concurrency first: a request refused for being one too many is not counted per minute.
         limited = self.settings.rate_limits_enabled

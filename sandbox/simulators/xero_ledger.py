@@ -231,6 +231,7 @@ class XeroOrganisation:
     receipts: dict[str, Record] = field(default_factory=dict)
     expense_claims: dict[str, Record] = field(default_factory=dict)
     projects: dict[str, Record] = field(default_factory=dict)
+    projects_enabled: bool = True  # the organisation has Xero Projects (its API answers 403 otherwise)
     # document id → its attachments (metadata); attachment id → bytes.
     attachments: dict[str, list[Record]] = field(default_factory=dict)
     attachment_content: dict[str, bytes] = field(default_factory=dict)

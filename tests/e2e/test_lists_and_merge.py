@@ -144,9 +144,14 @@ def test_every_ledger_imports_its_six_lists_and_refreshes_them_writing_nothing_u
             everything = records(api, list_type, status="all")
             assert len(everything) == lists[list_type]["record_count"] > 0, (provider, list_type)
             assert len({r["id"] for r in everything}) == len(everything)
-        # Both pickers of the capture product: each project names its dimension and the dimension's name.
+        # Both pickers of the capture product: each project that codes a line names its dimension
+        # and the dimension's name; the rest (Xero Projects API projects) say they code no line.
         projects = records(api, "projects")
-        assert projects and all(p["dimension"] in (1, 2) and p["dimension_name"] for p in projects), provider
+        for_lines = [p for p in projects if p["raw"].get("line_codable", True)]
+        assert for_lines and all(p["dimension"] in (1, 2) and p["dimension_name"] for p in for_lines), provider
+        others = [p for p in projects if p not in for_lines]
+        assert (len(others) > 0) == (provider == "xero"), (provider, others)
+        assert all(p["dimension"] is None and p["dimension_name"] == "Xero Projects" for p in others)
         assert records(api, "categories", usable_for="cost"), provider
         assert records(api, "contacts", role="supplier"), provider
 

@@ -249,6 +249,7 @@ def test_a_request_while_a_refresh_runs_or_waits_joins_it(service: Service):
     assert fetched == [
         ("/api.xro/2.0/Accounts", 'where=Type=="BANK"'),  # bank accounts, the list after it
         ("/api.xro/2.0/TrackingCategories", "includeArchived=true"),
+        ("/projects.xro/2.0/Projects", "states=INPROGRESS,CLOSED&page=1&pageSize=500"),
     ]
 
 

@@ -141,6 +141,23 @@ def test_xero_tax_rates_onto_quickbooks_by_percentage():
     assert (proposal.totals.entries, proposal.totals.same_rate, proposal.totals.shared) == (2, 2, 2)
 
 
+def test_a_tracking_option_never_lands_on_a_project_no_line_can_carry():
+    """Xero Projects API projects sit beside the tracking options in the new list: a same-named
+    one is not where a rule's tracking option goes."""
+    rules = [stored_rule(project=NORTH.id)]
+    references = collect_references(rules, [], {NORTH.id}, OLD)
+    xero_project = new_record(
+        ListType.PROJECTS, "p-1", "North", dimension_name="Xero Projects", raw={"line_codable": False}
+    )
+    option = new_record(ListType.PROJECTS, "opt-2", "North", dimension=1, dimension_name="Region")
+    alone = propose_list(ListType.PROJECTS, {NORTH.id: NORTH}, [xero_project], references, same_ledger=True)
+    assert alone.entries[0].new_id is None
+    both = propose_list(
+        ListType.PROJECTS, {NORTH.id: NORTH}, [xero_project, option], references, same_ledger=True
+    )
+    assert both.entries[0].new_id == option.id
+
+
 REFERENCE_FIELDS = st.sampled_from(["category", "tax_rate", "project", "product"])
 
 

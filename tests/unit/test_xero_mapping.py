@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from ledgerlink.errors import AuthRevoked, NotFound, Rejected
-from ledgerlink.models.common import ItemType, ProviderName
+from ledgerlink.models.common import ItemType, ListType, ProviderName
 from ledgerlink.models.publishing import PlannedLine, PublishPlan, PublishResult, Resolved, ValueSource
 from ledgerlink.models.tokens import AppCredentials
 from ledgerlink.providers.base import Attachment, BankLine, LedgerSession
@@ -467,3 +467,61 @@ def test_a_refused_payment_that_already_landed_answers_with_it_and_any_other_ref
     unpaid = FakeXero({"Payments": []}, refuse=frozenset({("Payments", 0)}))
     with pytest.raises(Rejected):
         xero(unpaid).record_payment(session(), plan(), PublishResult(remote_id="inv-1"), **arguments)
+
+
+# --- Projects API projects ---------------------------------------------------------------------------
+
+
+def _projects_list(granted: str | None, projects_answer: httpx.Response) -> tuple[list[Any], list[str]]:
+    """The projects list fetched for a connection granted ``granted``, with the Projects API
+    answering ``projects_answer``; returns the records and the paths called."""
+    called: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        called.append(request.url.path)
+        if request.url.path.endswith("/TrackingCategories"):
+            category = {"TrackingCategoryID": "tc-1", "Name": "Region", "Status": "ACTIVE"}
+            options = [{"TrackingOptionID": "to-1", "Name": "North", "Status": "ACTIVE"}]
+            return httpx.Response(200, json={"TrackingCategories": [{**category, "Options": options}]})
+        return projects_answer
+
+    xero = adapter()
+    xero._http = httpx.Client(transport=httpx.MockTransport(answer))
+    session = LedgerSession("conn-1", "tenant-1", lambda _force: "token", granted_scope=lambda: granted)
+    fetched = xero.fetch_list(session, ListType.PROJECTS, since=None)
+    assert fetched.calls == len(called)
+    return fetched.records, called
+
+
+def test_projects_api_projects_are_read_in_progress_and_closed_outside_the_two_dimensions():
+    page = {
+        "pagination": {"page": 1, "pageSize": 500, "pageCount": 1, "itemCount": 2},
+        "items": [
+            {"projectId": "p-1", "name": "Office refit", "status": "INPROGRESS", "currencyCode": "GBP"},
+            {"projectId": "p-2", "name": "Old job", "status": "CLOSED", "currencyCode": "GBP"},
+        ],
+    }
+    records, called = _projects_list("openid projects.read", httpx.Response(200, json=page))
+    assert called == ["/api.xro/2.0/TrackingCategories", "/projects.xro/2.0/Projects"]
+    by_remote = {r.remote_id: r for r in records}
+    assert (by_remote["to-1"].dimension, by_remote["to-1"].codes_lines) == (1, True)
+    assert [
+        (by_remote[p].status.value, by_remote[p].dimension, by_remote[p].codes_lines) for p in ("p-1", "p-2")
+    ] == [
+        ("active", None, False),
+        ("archived", None, False),
+    ]
+
+
+def test_a_grant_without_the_projects_scope_makes_no_projects_call():
+    records, called = _projects_list("openid accounting.settings", httpx.Response(500))
+    assert called == ["/api.xro/2.0/TrackingCategories"]
+    assert [r.remote_id for r in records] == ["to-1"]
+
+
+def test_projects_refused_for_the_organisation_means_none_and_other_refusals_still_fail():
+    forbidden = {"Title": "Forbidden", "Status": 403, "Detail": "Projects is not enabled"}
+    records, _called = _projects_list("projects.read", httpx.Response(403, json=forbidden))
+    assert [r.remote_id for r in records] == ["to-1"]
+    with pytest.raises(Rejected):
+        _projects_list("projects.read", httpx.Response(400, json={"message": "bad page"}))

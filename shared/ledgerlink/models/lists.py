@@ -52,6 +52,10 @@ def list_type_of(record_id_value: str) -> ListType | None:
     return LIST_TYPE_BY_PREFIX.get(prefix)
 
 
+# The raw extra that marks a record as one no document line can carry (see ``codes_lines``).
+LINE_CODABLE = "line_codable"
+
+
 class ListRecord(BaseModel):
     """A category, contact, tax rate, item, project (tracking option) or bank account.
 
@@ -98,6 +102,14 @@ class ListRecord(BaseModel):
     account_number: str | None = None
 
     raw: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def codes_lines(self) -> bool:
+        """False for a project that a document line cannot carry: Xero Projects API projects are
+        listed (so the capture product can show them) but Xero's bills, receipts and spend money
+        take tracking options only. Kept in ``raw`` so that records stored before it keep their
+        fingerprints."""
+        return self.raw.get(LINE_CODABLE, True) is not False
 
     def content_fingerprint(self) -> str:
         """Changes when anything a user or publishing could see changes; decides whether to write."""

@@ -71,6 +71,9 @@ class LedgerSession:
     # True while a paged list fetch holds pages that a stop would keep (``resumable_pages`` turns it
     # into a checkpoint): a refresh may then end its delivery on a budget wait and lose nothing.
     resumable: bool = False
+    # The scopes the ledger granted, space-separated (None: not known). A connection made before
+    # the app asked for a scope lacks it until it is reconnected.
+    granted_scope: Callable[[], str | None] = lambda: None
 
 
 @dataclass

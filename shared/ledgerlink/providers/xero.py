@@ -22,7 +22,7 @@ import httpx
 from ledgerlink.errors import AuthRevoked, FieldError, LedgerError, NotFound, Rejected, Unavailable
 from ledgerlink.models.common import ItemType, ListType, ProviderName
 from ledgerlink.models.connection import Organisation
-from ledgerlink.models.lists import ListRecord, RecordStatus, normalise_name, record_id
+from ledgerlink.models.lists import LINE_CODABLE, ListRecord, RecordStatus, normalise_name, record_id
 from ledgerlink.models.publishing import PublishPlan, PublishResult
 from ledgerlink.models.tokens import TokenSet
 from ledgerlink.observability import logger
@@ -65,6 +65,10 @@ INVOICE_STATUS_BY_DESTINATION = {
     BILL_TO_EMPLOYEE: "AUTHORISED",
 }
 GONE_STATUSES = frozenset({"DELETED", "VOIDED"})
+# Xero Projects API: either scope reads projects; a page holds at most 500 of them.
+PROJECTS_SCOPES = frozenset({"projects", "projects.read"})
+PROJECTS_PAGE_SIZE = 500
+PROJECTS_DIMENSION_NAME = "Xero Projects"
 CENT = Decimal("0.01")
 # The Url Xero shows as "Go to ledgerlink" on a document: the captured item, with our key (the one
 # field we choose that Xero keeps on every invoice and bank transaction). A deployment may point it
@@ -104,7 +108,10 @@ class XeroAdapter(LedgerAdapter):
         token_url="https://identity.xero.com/connect/token",
         revoke_url="https://identity.xero.com/connect/revocation",
         api_base_url="https://api.xero.com/api.xro/2.0",
-        urls={"connections": "https://api.xero.com/connections"},
+        urls={
+            "connections": "https://api.xero.com/connections",
+            "projects": "https://api.xero.com/projects.xro/2.0",
+        },
         token_endpoint_auth_method="client_secret_basic",
         pkce=True,
         # Granular scopes (apps created after March 2026 may use no others) plus offline_access,
@@ -121,6 +128,7 @@ class XeroAdapter(LedgerAdapter):
             "accounting.banktransactions",
             "accounting.classicexpenses",  # Receipts and ExpenseClaims (classic_expense_claim)
             "accounting.attachments",
+            "projects.read",  # Projects API projects, listed beside the tracking options
         ),
         page_size=1000,
         refresh_token_lifetime_seconds=60 * 24 * 3600,  # "expires after 60 days unused"
@@ -240,7 +248,8 @@ class XeroAdapter(LedgerAdapter):
             rows = self._get(
                 session, "/TrackingCategories", "TrackingCategories", params={"includeArchived": "true"}
             )
-            return ListFetch(self._tracking_options(session, rows), complete=True, calls=1)
+            projects, calls = self._projects_api_projects(session)
+            return ListFetch(self._tracking_options(session, rows) + projects, complete=True, calls=1 + calls)
         raise ValueError(f"unknown list type {list_type}")
 
     def _get(
@@ -452,6 +461,59 @@ class XeroAdapter(LedgerAdapter):
                     )
                 )
         return records
+
+    def _projects_api_projects(self, session: LedgerSession) -> tuple[list[ListRecord], int]:
+        """The organisation's Projects API projects (in progress: active; closed: archived), and the
+        calls it took. They sit outside tracking dimensions 1 and 2 and cannot code a line: Xero's
+        bills, receipts and spend money carry tracking options only. None without the scope (a
+        connection made before we asked for it, until it is reconnected) or where Xero refuses the
+        Projects API for the organisation."""
+        granted = session.granted_scope()
+        if granted is not None and not PROJECTS_SCOPES & set(granted.split()):
+            return [], 0
+        calls = 0
+
+        def fetch_page(page: int) -> tuple[list[dict[str, Any]], bool]:
+            nonlocal calls
+            calls += 1
+            response = self.request(
+                session,
+                "GET",
+                self.config.urls["projects"] + "/Projects",
+                params={
+                    "states": "INPROGRESS,CLOSED",
+                    "page": str(page),
+                    "pageSize": str(PROJECTS_PAGE_SIZE),
+                },
+            )
+            body = response.json()
+            rows: list[dict[str, Any]] = body.get("items") or []
+            page_count = (body.get("pagination") or {}).get("pageCount")
+            return rows, page < page_count if isinstance(page_count, int) else len(rows) >= PROJECTS_PAGE_SIZE
+
+        try:
+            rows = [row for page_rows in self.pages(fetch_page) for row in page_rows]
+        except AuthRevoked as refused:
+            # The API's own refusal (not a refused refresh token, which has no status): Projects is
+            # not enabled for this organisation, or its grant lacks the scope.
+            if refused.status not in (401, 403):
+                raise
+            logger.info("xero projects api not available", provider=self.provider, status=refused.status)
+            return [], calls
+        return [self._project(session, row) for row in rows], calls
+
+    def _project(self, session: LedgerSession, row: dict[str, Any]) -> ListRecord:
+        return self._record(
+            session,
+            ListType.PROJECTS,
+            row["projectId"],
+            name=row.get("name", ""),
+            status=RecordStatus.ARCHIVED if row.get("status") == "CLOSED" else RecordStatus.ACTIVE,
+            dimension=None,
+            dimension_name=PROJECTS_DIMENSION_NAME,
+            currency=row.get("currencyCode"),
+            raw={LINE_CODABLE: False, "contact_id": row.get("contactId")},
+        )
 
     # --- publishing ----------------------------------------------------------------------------
 

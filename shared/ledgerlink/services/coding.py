@@ -245,7 +245,14 @@ class _Planner:
         if picked is None:
             return None
         record, source = picked
-        if record.status == RecordStatus.ARCHIVED:
+        if not record.codes_lines:
+            self.problem(
+                "project_not_on_lines",
+                f"{record.name} is from {record.dimension_name}, which no document line can carry",
+                "Use a tracking option from the projects list instead.",
+                path,
+            )
+        elif record.status == RecordStatus.ARCHIVED:
             self.problem(
                 f"archived_{name}", f"{record.name} is archived in the ledger", "Choose an active one.", path
             )

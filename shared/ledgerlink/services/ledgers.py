@@ -128,4 +128,10 @@ class Ledgers:
         spend_call = self._call_budget.spender(
             connection.connection_id, adapter.config, purpose, deadline=deadline, hand_back=hand_back
         )
-        return LedgerSession(connection.connection_id, organisation_id, access_token, spend_call=spend_call)
+        return LedgerSession(
+            connection.connection_id,
+            organisation_id,
+            access_token,
+            spend_call=spend_call,
+            granted_scope=lambda: manager.current(connection).scope,
+        )

@@ -209,7 +209,8 @@ def _group(list_type: ListType, record: ListRecord) -> str:
     if list_type == ListType.TAX_RATES:
         return "?" if record.rate is None else format(round(record.rate, 4), "g")
     if list_type == ListType.PROJECTS:
-        return str(record.dimension or 1)
+        # A project no line can carry (Xero Projects API) is never the new home of a tracking option.
+        return str(record.dimension or 1) if record.codes_lines else "not on lines"
     return ""
 
 

@@ -199,7 +199,14 @@ def _checked_key(key: str) -> str:
 
 
 def _check_dimension(field_name: str, record: ListRecord) -> None:
-    """project is a first tracking dimension's option, project_2 a second one's."""
+    """project is a first tracking dimension's option, project_2 a second one's; a project that no
+    document line can carry is neither."""
+    if not record.codes_lines:
+        raise Unprocessable(
+            f"{record.name} is from {record.dimension_name}, which no document line can carry: "
+            "use a tracking option from GET /v1/lists/projects",
+            field=field_name,
+        )
     if field_name == "project" and record.dimension == 2:
         raise Unprocessable(
             f"{record.name} belongs to the second tracking dimension: use project_2", field=field_name
