@@ -106,6 +106,10 @@ CODING_LISTS = ("categories", "tax_rates", "contacts")
 CAPTURE_WORKERS = 4  # coded items per business, reused with fresh ids and references
 
 
+# After the load, how long the one outage waits at most for a call to meet it.
+OUTAGE_MEETS_A_CALL_WITHIN = 120.0
+
+
 @dataclass
 class SoakConfig:
     duration: float = 600.0  # seconds of load and faults
@@ -487,40 +491,66 @@ class Soak:
         down_done = False
         revoked: set[str] = set()
         cycle: list[str] = []
-        while not self._stop_load.wait(self.config.fault_every * (0.5 + self.rng.random())):
-            now = time.monotonic()
-            if down is not None and now >= down[2]:
-                provider, ids, _until = down
-                for rule_id in ids:
-                    removed = _ok(self.browser.delete(f"{self.control(provider)}/faults/{rule_id}"))
-                    self._fired["ledger down"] += removed["fired"]
-                    self._injected.pop((provider, rule_id), None)
-                self.log(f"{provider} is back up")
-                down = None
-            if not down_done and now >= down_at:
-                # Not a ledger whose consent was revoked: its businesses wait for a reconnect and
-                # would not call it while it is down (with one business per ledger, none would).
-                up = [ledger.provider for ledger in LEDGERS if ledger.provider not in revoked]
-                provider = self.rng.choice(up or [ledger.provider for ledger in LEDGERS])
-                ids = self.inject(provider, "ledger down", {"kind": "503", "path": "*", "count": None})
-                down, down_done = (provider, ids, now + down_seconds), True
-                self._count_injected("ledger down")
-                self.log(f"{provider} is down (every call answers 503) for {down_seconds:.0f}s")
-                continue
-            if not cycle:
-                cycle = list(FAULT_CYCLE)
-                self.rng.shuffle(cycle)
-                # The rare kinds first in each cycle, so that even a short soak meets them early
-                # enough for their effects to play out before the load stops.
-                cycle.sort(key=lambda kind: kind in RARE_FIRST)  # pop() takes from the end
-            kind = cycle.pop()
-            providers = [
-                ledger.provider for ledger in LEDGERS if kind != "revoke" or ledger.provider in REVOCABLE
-            ]
-            provider = self.rng.choice(providers)
-            if kind == "revoke":
-                revoked.add(provider)
-            self._inject_random(provider, kind)
+        try:
+            while not self._stop_load.wait(self.config.fault_every * (0.5 + self.rng.random())):
+                now = time.monotonic()
+                # The outage lasts its time and until a call has met it: the local runtime runs one
+                # publish invocation at a time, and a timeout fault at another ledger holds it ~35 s.
+                if down is not None and now >= down[2] and self._outage_met_a_call(down):
+                    self._end_outage(down)
+                    down = None
+                if not down_done and now >= down_at:
+                    # Not a ledger whose consent was revoked: its businesses wait for a reconnect
+                    # and would not call it while it is down (with one business per ledger, none would).
+                    up = [ledger.provider for ledger in LEDGERS if ledger.provider not in revoked]
+                    provider = self.rng.choice(up or [ledger.provider for ledger in LEDGERS])
+                    ids = self.inject(provider, "ledger down", {"kind": "503", "path": "*", "count": None})
+                    down, down_done = (provider, ids, now + down_seconds), True
+                    self._count_injected("ledger down")
+                    self.log(f"{provider} is down (every call answers 503) for {down_seconds:.0f}s or more")
+                    continue
+                if not cycle:
+                    cycle = list(FAULT_CYCLE)
+                    self.rng.shuffle(cycle)
+                    # The rare kinds first in each cycle, so that even a short soak meets them
+                    # early enough for their effects to play out before the load stops.
+                    cycle.sort(key=lambda kind: kind in RARE_FIRST)  # pop() takes from the end
+                kind = cycle.pop()
+                providers = [
+                    ledger.provider
+                    for ledger in LEDGERS
+                    if (kind != "revoke" or ledger.provider in REVOCABLE)
+                    and (down is None or ledger.provider != down[0])
+                ]
+                provider = self.rng.choice(providers)
+                if kind == "revoke":
+                    revoked.add(provider)
+                self._inject_random(provider, kind)
+            if down is not None:
+                # The load ended first. The down ledger's items still wait for it: it stays down until
+                # one of their calls meets the outage (settling has begun), then comes back.
+                deadline = time.monotonic() + OUTAGE_MEETS_A_CALL_WITHIN
+                while time.monotonic() < deadline and not self._outage_met_a_call(down):
+                    time.sleep(1.0)
+        except Exception as error:  # a soak whose faults stopped early must not pass for a clean one
+            self.report.problems.append(f"the fault injection stopped: {error!r}")
+            raise
+        finally:
+            if down is not None:  # the load ended first: the ledger comes back for settling
+                self._end_outage(down)
+
+    def _outage_met_a_call(self, down: tuple[str, list[int], float]) -> bool:
+        provider, ids, _until = down
+        rules = _ok(self.browser.get(f"{self.control(provider)}/faults"))
+        return any(rule["rule_id"] in ids and rule["fired"] > 0 for rule in rules)
+
+    def _end_outage(self, down: tuple[str, list[int], float]) -> None:
+        provider, ids, _until = down
+        for rule_id in ids:
+            removed = _ok(self.browser.delete(f"{self.control(provider)}/faults/{rule_id}"))
+            self._fired["ledger down"] += removed["fired"]
+            self._injected.pop((provider, rule_id), None)
+        self.log(f"{provider} is back up")
 
     def _count_injected(self, label: str) -> None:
         entry = self.report.faults.setdefault(label, {"injected": 0, "fired": 0})

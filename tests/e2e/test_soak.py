@@ -8,6 +8,9 @@ it, so that a clean soak means a clean service and not a blind audit."""
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from typing import Any
 
 import httpx
@@ -19,7 +22,9 @@ XERO = LEDGERS[0]
 
 
 class _Runtime:
-    urls = {"xero": "http://xero.test", "API": "http://api.test"}
+    urls = {ledger.provider: f"http://{ledger.provider}.test" for ledger in LEDGERS} | {
+        "API": "http://api.test"
+    }
 
 
 def _audit_xero_books(
@@ -85,6 +90,50 @@ def test_an_item_that_failed_but_reached_the_ledger_is_a_fault_unless_it_publish
     assert problems == ["1 is failed but 1 documents reached xero"], problems
     # Twice in the ledger is a fault whatever the item says now.
     assert any("2 documents reached xero" in p for p in _audit_xero_books([_bill("S00-1")] * 2, views))
+
+
+def test_the_outage_stays_until_a_call_meets_it_even_past_the_load():
+    """While the local runtime's one publisher is held elsewhere (a timeout fault at another
+    ledger), no call may reach the down ledger in the outage's time: the ledger then stays down,
+    past the end of the load if need be, until a call meets it, and its fired count is reported."""
+    outage: dict[str, Any] = {}  # host, rule id, and whether a call has met it yet
+    rule_ids = iter(range(1, 1000))
+    lifted_after_the_load: list[bool] = []
+    load_over = threading.Event()
+
+    def simulator(request: httpx.Request) -> httpx.Response:
+        host, path = request.url.host, request.url.path
+        if request.method == "POST":
+            rule_id = next(rule_ids)
+            if "faults" not in json.loads(request.content):  # the outage; random faults come as a list
+                outage.update(host=host, rule_id=rule_id, met=False)
+            return httpx.Response(201, json=[{"rule_id": rule_id}])
+        if request.method == "GET":
+            if load_over.is_set():
+                outage["met"] = True  # settling: the down ledger's waiting items call it now
+            rules = (
+                [{"rule_id": outage["rule_id"], "fired": int(outage["met"])}]
+                if host == outage["host"]
+                else []
+            )
+            return httpx.Response(200, json=rules)
+        if host == outage["host"] and path.endswith(f"/faults/{outage['rule_id']}"):
+            lifted_after_the_load.append(load_over.is_set())
+        return httpx.Response(200, json={"fired": int(host == outage.get("host") and outage["met"])})
+
+    soak = Soak(
+        _Runtime(), SoakConfig(duration=1, fault_every=0.02, down_seconds=0.05, log=lambda _line: None)
+    )  # type: ignore[arg-type]
+    soak.browser = httpx.Client(transport=httpx.MockTransport(simulator))
+    faults = threading.Thread(target=soak.fault_loop)
+    faults.start()
+    time.sleep(1)  # the load: the outage starts at 0.4 s and no call meets it
+    load_over.set()
+    soak._stop_load.set()
+    faults.join(timeout=30)
+    assert not faults.is_alive() and not soak.report.problems
+    assert lifted_after_the_load == [True]
+    assert soak._fired["ledger down"] == 1
 
 
 def test_a_minute_of_load_and_random_faults_loses_and_duplicates_nothing():
