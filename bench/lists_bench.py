@@ -415,7 +415,7 @@ def _ratio(ours: float, naive: float) -> str:
 NOTES = (
     "Reading the tables: a refresh with nothing changed makes one call per list that has an",
     "incremental filter (Xero's accounts and contacts, QuickBooks' name lists, FreeAgent's contacts)",
-    "plus a whole fetch of the lists without one (Xero's tax rates, items and tracking are one call",
+    "plus a whole fetch of the lists without one (Xero's tax rates, items, tracking and Projects API projects are one call",
     "each; Sage's ledger accounts are three pages), and writes no list record. Sage's incremental",
     "lists take two calls per endpoint (changes, then `deleted_since` for deletions). KashFlow has no",
     "incremental filter at all: every refresh fetches everything, and only the fingerprint diff keeps",
