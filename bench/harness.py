@@ -14,6 +14,23 @@ from ledgerlink.runtime import Runtime, install_runtime
 from sandbox.simulators.harness import SimClock
 
 
+def prepare_benchmark_process() -> None:
+    """What every in-process benchmark sets once: moto's faster DynamoDB, fake AWS credentials, no
+    tracing, a metrics namespace, and warnings only (a log line per item would drown the results)."""
+    from ledgerlink.observability import logger
+    from sandbox.moto_speed import speed_up_moto_dynamodb
+
+    speed_up_moto_dynamodb()
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench"),
+        ("POWERTOOLS_TRACE_DISABLED", "1"),
+        ("POWERTOOLS_METRICS_NAMESPACE", "ledgerlink"),
+    ):
+        os.environ.setdefault(name, value)
+    logger.setLevel("WARNING")
+
+
 def sleep_on(clock: SimClock) -> Callable[[float], None]:
     def sleep(seconds: float) -> None:
         # Budget waits and Retry-After move simulated time only: the wall time measured is the work.

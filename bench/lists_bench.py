@@ -43,11 +43,10 @@ import boto3
 import httpx
 from moto import mock_aws
 
-from bench.harness import installed_runtime, restored_environ
+from bench.harness import installed_runtime, prepare_benchmark_process, restored_environ
 from bench.results import write_section
 from infra.api_routes import FunctionName
 from ledgerlink.models.common import ListType, ProviderName
-from ledgerlink.observability import logger
 from ledgerlink.services.budget import CallPurpose
 from ledgerlink.storage.dynamo import Table
 from ledgerlink.storage.lists import ListRepository
@@ -55,7 +54,6 @@ from ledgerlink.wiring import list_service
 from sandbox.aws_resources import REGION, create_resources
 from sandbox.gateway import LocalGateway
 from sandbox.lambda_host import FunctionHost
-from sandbox.moto_speed import speed_up_moto_dynamodb
 from sandbox.poller import QueuePoller, SimulatedQueueTime
 from sandbox.simulators import PROVIDER_ORDER, SIMULATORS
 from sandbox.simulators.harness import LedgerSimulator, SimClock, truncate_to_millis
@@ -510,15 +508,7 @@ def render(results: list[LedgerResult], total_seconds: float, memory: dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     providers = (argv if argv is not None else sys.argv[1:]) or list(PROVIDER_ORDER)
-    speed_up_moto_dynamodb()
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", "bench"),
-        ("AWS_SECRET_ACCESS_KEY", "bench"),
-        ("POWERTOOLS_TRACE_DISABLED", "1"),
-        ("POWERTOOLS_METRICS_NAMESPACE", "ledgerlink"),
-    ):
-        os.environ.setdefault(name, value)
-    logger.setLevel("WARNING")  # a line per list refreshed would drown the results
+    prepare_benchmark_process()
     started = time.perf_counter()
     results = []
     for provider in providers:

@@ -44,19 +44,17 @@ import boto3
 import httpx
 from moto import mock_aws
 
-from bench.harness import installed_runtime, restored_environ
+from bench.harness import installed_runtime, prepare_benchmark_process, restored_environ
 from bench.results import write_section
 from infra.api_routes import FunctionName
 from infra.constants import FUNCTION_TIMEOUT_SECONDS
 from ledgerlink.models.items import CapturedItem
-from ledgerlink.observability import logger
 from ledgerlink.providers.xero import XeroAdapter
 from ledgerlink.wiring import item_service, publisher
 from sandbox.aws_resources import REGION, create_resources
 from sandbox.devauth import mint_token
 from sandbox.gateway import LocalGateway
 from sandbox.lambda_host import FunctionHost
-from sandbox.moto_speed import speed_up_moto_dynamodb
 from sandbox.poller import QueuePoller
 from sandbox.simulators.harness import SimClock
 from sandbox.simulators.xero import XeroSettings, XeroSimulator
@@ -362,15 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--items", type=int, default=ITEMS)
     args = parser.parse_args(argv)
-    speed_up_moto_dynamodb()
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", "bench"),
-        ("AWS_SECRET_ACCESS_KEY", "bench"),
-        ("POWERTOOLS_TRACE_DISABLED", "1"),
-        ("POWERTOOLS_METRICS_NAMESPACE", "ledgerlink"),
-    ):
-        os.environ.setdefault(name, value)
-    logger.setLevel("WARNING")  # a line per item would drown the results
+    prepare_benchmark_process()
     started = time.perf_counter()
     results = []
     for attachments in (False, True):
