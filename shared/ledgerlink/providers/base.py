@@ -192,14 +192,18 @@ class LedgerAdapter(ABC):
                 wait = failed.retry_after if failed.retry_after is not None else _backoff_seconds(attempt)
                 self._retry_or_raise(failed, attempt, wait)
 
+    def _may_wait_and_retry(self, attempt: int, wait: float) -> bool:
+        """Whether the attempts left, the longest wait we sit through inline and the time budget
+        allow waiting ``wait`` seconds for another attempt."""
+        return (
+            attempt < self.config.max_attempts
+            and wait <= self.config.max_inline_wait_seconds
+            and self._fits_budget(wait)
+        )
+
     def _retry_or_raise(self, error: LedgerError, attempt: int, wait: float) -> None:
-        """Wait ``wait`` seconds before another attempt, or raise ``error`` when the attempts, the
-        longest wait we sit through inline, or the time budget do not allow one."""
-        if (
-            attempt >= self.config.max_attempts
-            or wait > self.config.max_inline_wait_seconds
-            or not self._fits_budget(wait)
-        ):
+        """Wait ``wait`` seconds before another attempt, or raise ``error`` when none is allowed."""
+        if not self._may_wait_and_retry(attempt, wait):
             raise error
         logger.info("ledger busy, retrying", provider=self.provider, reason=type(error).__name__, wait=wait)
         self._sleep(wait)
@@ -411,12 +415,7 @@ class LedgerAdapter(ABC):
                 wait = _retry_after_seconds(response, self._clock)
                 if wait is None:
                     wait = _backoff_seconds(attempt)
-                if (
-                    safe
-                    and not last_attempt
-                    and wait <= self.config.max_inline_wait_seconds
-                    and self._fits_budget(wait)
-                ):
+                if safe and self._may_wait_and_retry(attempt, wait):
                     logger.info("rate limited, waiting", provider=self.provider, retry_after=wait)
                     self._sleep(wait)
                     continue

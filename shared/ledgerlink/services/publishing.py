@@ -411,12 +411,13 @@ class Publisher:
     def _hold(self, pending: Iterable[tuple[StoredItem, int]], connection: Connection | None) -> None:
         reason = "the business has no connected ledger" if connection is None else connection.status_reason
         needs_reconnect = connection is not None and connection.status == ConnectionStatus.NEEDS_RECONNECT
+        code = "needs_reconnect" if needs_reconnect else "connection_unavailable"
         for stored, version in pending:
             work = _Work(stored, version)
             if stored.remote_id:
                 # Already in the ledger: only its document or payment waits for the reconnect.
                 note = ItemError(
-                    code="needs_reconnect" if needs_reconnect else "connection_unavailable",
+                    code=code,
                     message=f"Published; its document or payment is sent once the ledger is back: {reason}",
                     hint="Reconnect the accounting software; the rest is sent once it is back.",
                 )
@@ -424,7 +425,7 @@ class Publisher:
                 self._save(work, waiting, "held", note.message)
                 continue
             self._settle(work, ItemStatus.HELD, "held", ItemError(
-                code="needs_reconnect" if needs_reconnect else "connection_unavailable",
+                code=code,
                 message=f"Not published: {reason}",
                 hint="Reconnect the accounting software; held items are published once it is back.",
             ))  # fmt: skip
