@@ -100,7 +100,8 @@ PERMISSIONS: MappingProxyType[FunctionName, tuple[Grant, ...]] = MappingProxyTyp
             *_RUNTIME,
         ),
         FunctionName.REFRESH_LISTS: (
-            _grant(Resource.TABLE, *_TABLE_CRUD, "dynamodb:BatchWriteItem"),
+            # BatchGetItem: the stored fingerprints of a fetched page, a hundred to a call.
+            _grant(Resource.TABLE, *_TABLE_CRUD, "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"),
             _ROTATE_CONNECTION_TOKENS,
             _READ_APP_CREDENTIALS,
             _KEY_USE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from infra.api_routes import FunctionName
 from infra.permissions import handler_actions
+from sandbox.simulators.harness import truncate_to_millis
 from tests.integration.conftest import AWS_CALLS, Service
 from tests.integration.helpers import cost_item
 
@@ -53,6 +54,14 @@ def test_every_call_a_handler_makes_is_granted_to_its_role(service: Service):
     service.drain()
     assert api.get("/v1/items/cap-iam").json()["status"] == "published"
     service.clock.advance(3 * 3600)
+    # A contact renamed in Xero: the incremental refresh looks up only that record's fingerprint.
+    organisation = service.xero.org(api.get("/v1/connection").json()["organisation"]["name"])
+    with service.xero.lock:
+        contact = next(iter(organisation.contacts.values()))
+        contact["Name"] += " (renamed)"
+        contact["UpdatedDateUTC"] = truncate_to_millis(service.clock.now())
+    assert api.post("/v1/connection/refresh").status_code == 202
+    service.drain()
     # A refresh stopped by a 5xx holds its message back before carrying on.
     service.xero.inject_fault("500", "/api.xro/2.0/Accounts", count=4)
     service.host.invoke(FunctionName.REFRESH_LISTS, {"source": "ledgerlink.schedule", "action": "fan_out"})

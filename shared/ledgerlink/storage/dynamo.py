@@ -17,6 +17,7 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 BATCH_WRITE_LIMIT = 25
+BATCH_GET_LIMIT = 100
 MAX_UNPROCESSED_ROUNDS = 8
 # TransactWriteItems: at most 100 actions and 4 MB in one request.
 TRANSACTION_LIMIT = 100
@@ -281,6 +282,28 @@ class Table:
             self._client.transact_write_items(TransactItems=list(actions))
         except ClientError as error:
             _raise_mapped(error)
+
+    def batch_get(self, keys: Sequence[tuple[str, str]], *, consistent: bool = True) -> list[dict[str, Any]]:
+        """The items found under ``keys`` (in no particular order), 100 keys to a BatchGetItem,
+        retrying what DynamoDB leaves unprocessed."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            pending = [self.key(pk, sk) for pk, sk in keys[start : start + BATCH_GET_LIMIT]]
+            for _round in range(MAX_UNPROCESSED_ROUNDS):
+                try:
+                    response = self._client.batch_get_item(
+                        RequestItems={self.name: {"Keys": pending, "ConsistentRead": consistent}}
+                    )
+                except ClientError as error:
+                    _raise_mapped(error)
+                found += [unmarshal(item) for item in response.get("Responses", {}).get(self.name, [])]
+                pending = response.get("UnprocessedKeys", {}).get(self.name, {}).get("Keys", [])
+                if not pending:
+                    break
+                time.sleep(0.05 * 2**_round)  # DynamoDB asks for backoff before asking again
+            else:
+                raise StorageError(f"DynamoDB left {len(pending)} reads unprocessed after retries")
+        return found
 
     def batch_write(self, puts: Sequence[Mapping[str, Any]], deletes: Sequence[tuple[str, str]] = ()) -> int:
         """Write and delete in batches of 25, retrying what DynamoDB leaves unprocessed. Returns
