@@ -455,7 +455,7 @@ def test_pages_follow_next_page_url_on_our_own_origin_only():
         rows = (
             [{"Id": 1, "Code": "A1", "Name": "A"}] if page == "1" else [{"Id": 2, "Code": "B1", "Name": "B"}]
         )
-        # An absolute page URL on another host: only its path and query are followed.
+        # An absolute page URL on another host: never called, it only says that a page follows.
         next_url = "https://elsewhere.example/v2/suppliers?page=2&perpage=100" if page == "1" else None
         return httpx.Response(200, json={"Data": rows, "MetaData": {"NextPageUrl": next_url}})
 

@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import PurePosixPath
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
@@ -805,35 +805,10 @@ class KashFlowAdapter(LedgerAdapter):
     def _all_pages(
         self, session: LedgerSession, path: str, params: Mapping[str, str]
     ) -> tuple[list[dict[str, Any]], int]:
-        """Follow ``MetaData.NextPageUrl`` until it is null. A list that comes back as a bare
-        array (projects, in some accounts) is the whole list in one call."""
-        url: str | None = self._url(path)
-        query: Mapping[str, str] | None = {**params, "page": "1", "perpage": str(self.config.page_size)}
-        rows: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        calls = 0
-        while url is not None:
-            if calls >= MAX_PAGES or url in seen:
-                raise Unavailable(
-                    f"KashFlow's paging of {path} did not come to an end", provider=self.provider
-                )
-            seen.add(url)
-            body = self.request(session, "GET", url, params=query).json()
-            calls += 1
-            if isinstance(body, list):
-                rows += [row for row in body if isinstance(row, dict)]
-                break
-            rows += [row for row in body.get("Data") or [] if isinstance(row, dict)]
-            next_page = (body.get("MetaData") or {}).get("NextPageUrl")
-            url, query = (self._on_our_origin(next_page), None) if next_page else (None, None)
-        return rows, calls
-
-    def _on_our_origin(self, page_url: str) -> str:
-        """A page URL's path and query on the configured API origin: page URLs may be absolute or
-        bare paths, and our session token is never sent to a host the config does not name."""
-        page = urlsplit(page_url)
-        base = urlsplit(self.config.api_base_url)
-        return urlunsplit((base.scheme, base.netloc, page.path, page.query, ""))
+        """Every page of a paged list (``_page`` until one says it is the last), and the calls made.
+        A list that comes back as a bare array (projects, in some accounts) is whole in one call."""
+        pages = list(self.pages(lambda page: self._page(session, path, params, page)))
+        return [row for rows in pages for row in rows], len(pages)
 
     # --- contacts ------------------------------------------------------------------------------------
 
