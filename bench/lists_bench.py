@@ -424,7 +424,7 @@ NOTES = (
     "list's start, or inside a paged fetch that resumes: Xero's and KashFlow's contacts), and sleeps",
     "it out elsewhere (inside a multi-call list that cannot resume yet, such as FreeAgent's or",
     "KashFlow's items): the asleep part. KashFlow's working time includes the stored fingerprints",
-    "each delivery looks up to compare its pages (one GetItem each; moto in-process makes them slow).",
+    "each delivery looks up to compare its pages (BatchGetItem, a hundred keys a call).",
 )
 
 
